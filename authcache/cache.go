@@ -1,0 +1,271 @@
+// Package authcache answers "which session does this token belong to?" through an in-process
+// cache, then Redis (cache-aside), then the session Source (Postgres), and evicts sessions from
+// every layer and every replica when they change.
+package authcache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/authsidecar/authsidecar/pgsession"
+)
+
+// Outcomes callers branch on.
+var (
+	// ErrInvalid means the token matches no valid session: unknown, expired or revoked.
+	ErrInvalid = errors.New("authcache: invalid session")
+	// ErrUnavailable means no cache knew the token and the Source could not be asked.
+	ErrUnavailable = errors.New("authcache: session store unavailable")
+)
+
+// Source is the source of truth the cache reads through.
+type Source interface {
+	Lookup(ctx context.Context, tokenHash string) (pgsession.Session, error)
+}
+
+// Layer names where an answer came from, for logs and metrics.
+type Layer string
+
+// The layers, fastest first.
+const (
+	LayerLocal    Layer = "local"
+	LayerRedis    Layer = "redis"
+	LayerPostgres Layer = "postgres"
+)
+
+// Result is a validated session and the layer that answered.
+type Result struct {
+	Session pgsession.Session
+	Layer   Layer
+}
+
+// Options configures a Cache. Zero durations disable the negative and local caches.
+type Options struct {
+	Redis         *redis.Client // nil: no Redis layer, every miss goes to the Source
+	Prefix        string        // namespace of every key and channel
+	SessionTTL    time.Duration // Redis TTL of a session, capped at its expiry
+	NegativeTTL   time.Duration // how long an unknown token is remembered
+	LocalTTL      time.Duration // in-process TTL, capped at the session's expiry
+	LocalSize     int           // most in-process entries
+	OpTimeout     time.Duration // deadline of one Redis operation
+	LookupTimeout time.Duration // deadline of one Source lookup, detached from the client
+	// BreakerFailures consecutive Redis failures open the breaker for BreakerOpenFor.
+	BreakerFailures uint32
+	BreakerOpenFor  time.Duration
+	Logger          *zap.Logger
+	Now             func() time.Time // defaults to time.Now
+}
+
+// Cache is the read-through session cache. Its zero value is not usable; call New.
+type Cache struct {
+	src    Source
+	opts   Options
+	log    *zap.Logger
+	redis  *store // nil when Redis is disabled
+	local  *local // nil when the local cache is disabled
+	flight singleflight.Group
+	m      *metrics
+	retry  retryQueue
+	prober prober
+}
+
+// New returns a Cache reading through src. Call Run to receive eviction events.
+func New(src Source, o Options) *Cache {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics()}
+	if o.LocalTTL > 0 && o.LocalSize > 0 {
+		c.local = newLocal(o.LocalSize)
+	}
+	if o.Redis != nil {
+		c.redis = &store{rdb: o.Redis, prefix: o.Prefix, timeout: o.OpTimeout}
+		c.redis.breaker = newBreaker(o.BreakerFailures, o.BreakerOpenFor, c.breakerChanged)
+	}
+	return c
+}
+
+// HashToken returns the lowercase hex SHA-256 of a raw token, the only form that is stored.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Validate returns the session the token belongs to, ErrInvalid, or an error wrapping
+// ErrUnavailable. The lookup behind a miss is shared by concurrent callers and runs under
+// its own deadline: a caller whose ctx ends gets ctx.Err() and leaves the others waiting.
+func (c *Cache) Validate(ctx context.Context, token string) (Result, error) {
+	start := c.opts.Now()
+	h := HashToken(token)
+	var gen uint64
+	if c.local != nil {
+		if e, ok := c.local.get(h, start); ok {
+			c.m.cacheRequest(LayerLocal, resultHit)
+			return c.answer(h, e.session, e.valid, LayerLocal, start)
+		}
+		c.m.cacheRequest(LayerLocal, resultMiss)
+		gen = c.local.gen.Load()
+	}
+	ch := c.flight.DoChan(h, func() (any, error) { return c.load(h, gen) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			c.m.validation(outcomeUnavailable)
+			return Result{}, r.Err
+		}
+		a := r.Val.(answer)
+		return c.answer(h, a.session, a.valid, a.layer, start)
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+type answer struct {
+	session pgsession.Session
+	valid   bool
+	layer   Layer
+}
+
+func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, start time.Time) (Result, error) {
+	latency := c.opts.Now().Sub(start)
+	c.m.observe(layer, latency)
+	c.logEvent(h, valid, layer, latency)
+	if !valid {
+		c.m.validation(outcomeInvalid)
+		return Result{}, ErrInvalid
+	}
+	c.m.validation(outcomeValid)
+	return Result{Session: s, Layer: layer}, nil
+}
+
+// load runs once per token however many callers wait on it: local again (a caller that
+// just finished may have filled it), Redis, then the Source, filling the caches behind it.
+func (c *Cache) load(h string, gen uint64) (answer, error) {
+	now := c.opts.Now()
+	if c.local != nil {
+		if e, ok := c.local.get(h, now); ok {
+			return answer{e.session, e.valid, LayerLocal}, nil
+		}
+	}
+	redisOK := false
+	var epoch string
+	if c.redis != nil {
+		l, err := c.redis.get(h)
+		switch {
+		case err != nil:
+			c.redisFailed("read", err)
+		case l.value != nil:
+			s, derr := decodeSession(h, l.value)
+			if derr == nil && now.Before(s.ExpiresAt) {
+				c.m.cacheRequest(LayerRedis, resultHit)
+				c.putLocal(h, s, true, now, gen)
+				return answer{s, true, LayerRedis}, nil
+			}
+			// A corrupt or expired copy is a miss: Postgres decides.
+			c.m.cacheRequest(LayerRedis, resultMiss)
+			redisOK, epoch = true, l.epoch
+		case l.neg:
+			c.m.cacheRequest(LayerRedis, resultHit)
+			c.putLocal(h, pgsession.Session{}, false, now, gen)
+			return answer{layer: LayerRedis}, nil
+		default:
+			c.m.cacheRequest(LayerRedis, resultMiss)
+			redisOK, epoch = true, l.epoch
+		}
+	}
+	c.m.misses.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
+	defer cancel()
+	s, err := c.src.Lookup(ctx, h)
+	switch {
+	case errors.Is(err, pgsession.ErrNotFound):
+		if redisOK && c.opts.NegativeTTL > 0 {
+			if err := c.redis.fillNegative(h, c.opts.NegativeTTL, epoch); err != nil {
+				c.redisFailed("write negative entry", err)
+			}
+		}
+		c.putLocal(h, pgsession.Session{}, false, now, gen)
+		return answer{layer: LayerPostgres}, nil
+	case err != nil:
+		return answer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if ttl := min(c.opts.SessionTTL, s.ExpiresAt.Sub(now)); redisOK && ttl > time.Millisecond {
+		if err := c.redis.fill(h, s.UserID, encodeSession(s), ttl, epoch); err != nil {
+			c.redisFailed("write session", err)
+		}
+	}
+	c.putLocal(h, s, true, now, gen)
+	return answer{s, true, LayerPostgres}, nil
+}
+
+// putLocal caches a session, or a negative entry, in process for at most LocalTTL (and
+// NegativeTTL, and the session's expiry).
+func (c *Cache) putLocal(h string, s pgsession.Session, valid bool, now time.Time, gen uint64) {
+	if c.local == nil {
+		return
+	}
+	until := now.Add(c.opts.LocalTTL)
+	if valid {
+		until = minTime(until, s.ExpiresAt)
+	} else {
+		until = minTime(until, now.Add(c.opts.NegativeTTL))
+	}
+	if !until.After(now) {
+		return
+	}
+	c.local.put(h, localEntry{session: s, valid: valid, until: until}, gen)
+}
+
+// logEvent writes the debug "cache hit"/"cache miss" line, as the seed design's
+// "Cache HIT (3ms)". logger.Check makes it free when debug is off: no fields are built.
+func (c *Cache) logEvent(h string, valid bool, layer Layer, latency time.Duration) {
+	msg := "cache hit"
+	if layer == LayerPostgres {
+		msg = "cache miss"
+	}
+	if ce := c.log.Check(zap.DebugLevel, msg); ce != nil {
+		ce.Write(zap.String("source", string(layer)), zap.Bool("valid", valid),
+			zap.Duration("latency", latency), zap.String("tokenHash", h[:8]))
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// redisFailed counts a Redis failure and logs it, except the breaker's own refusals: those
+// are the breaker doing its job, and logging them would flood the log while Redis is down.
+func (c *Cache) redisFailed(op string, err error) {
+	c.m.cacheRequest(LayerRedis, resultError)
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return
+	}
+	c.log.Warn("redis "+op+" failed; falling back to postgres", zap.Error(err))
+}
+
+func (c *Cache) breakerChanged(from, to gobreaker.State) {
+	c.log.Warn("redis breaker changed state", zap.Stringer("from", from), zap.Stringer("to", to))
+}
+
+// BreakerState reports the Redis breaker: "closed", "open", "half-open", or "" without Redis.
+func (c *Cache) BreakerState() string {
+	if c.redis == nil {
+		return ""
+	}
+	return c.redis.breaker.State().String()
+}

@@ -1,0 +1,264 @@
+package authcache
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// redisScenarios lists the Redis scenarios after ping, in the seed suite's order. Each
+// writes only keys made by c.key, so cleanup finds them all.
+func (c *checker) redisScenarios() []scenario {
+	return []scenario{
+		{"redis.set-get", c.setGet},
+		{"redis.set-ttl", c.setTTL},
+		{"redis.exists", c.exists},
+		{"redis.incr-decr", c.incrDecr},
+		{"redis.mset-mget", c.msetMget},
+		{"redis.hash", c.hash},
+		{"redis.list", c.list},
+		{"redis.set", c.set},
+		{"redis.sorted-set", c.sortedSet},
+		{"redis.scan", c.scanOwn},
+		{"redis.info", c.info},
+		{"redis.dbsize", c.dbsize},
+		{"redis.pool", c.pool},
+		{"redis.bench-set", c.benchSet},
+		{"redis.bench-get", c.benchGet},
+		{"redis.breaker", c.breaker},
+	}
+}
+
+// key names a key in the check's namespace and remembers it for cleanup.
+func (c *checker) key(name string) string {
+	k := c.ns + name
+	c.keys[k] = true
+	return k
+}
+
+// absent names a key in the check's namespace that is never written.
+func (c *checker) absent(name string) string { return c.ns + name }
+
+// mismatch is the error of a command that answered something else than expected.
+func mismatch(what string, got, want any) error {
+	return fmt.Errorf("%s: got %v, want %v", what, got, want)
+}
+
+func (c *checker) setGet(ctx context.Context) (string, error) {
+	k, v := c.key("string"), "value-"+randomHex(4)
+	if err := c.o.Redis.Set(ctx, k, v, time.Minute).Err(); err != nil {
+		return "", err
+	}
+	got, err := c.o.Redis.Get(ctx, k).Result()
+	if err != nil || got != v {
+		return "", errOr(err, mismatch("GET", got, v))
+	}
+	return "wrote and read back " + strconv.Quote(v), nil
+}
+
+func (c *checker) setTTL(ctx context.Context) (string, error) {
+	k := c.key("ttl")
+	if err := c.o.Redis.Set(ctx, k, "expiring", 30*time.Second).Err(); err != nil {
+		return "", err
+	}
+	ttl, err := c.o.Redis.TTL(ctx, k).Result()
+	if err != nil || ttl <= 0 || ttl > 30*time.Second {
+		return "", errOr(err, mismatch("TTL", ttl, "0s < ttl ≤ 30s"))
+	}
+	return "TTL " + ttl.String() + " after SET EX 30", nil
+}
+
+func (c *checker) exists(ctx context.Context) (string, error) {
+	n, err := c.o.Redis.Exists(ctx, c.key("string"), c.absent("missing")).Result()
+	if err != nil || n != 1 {
+		return "", errOr(err, mismatch("EXISTS of one present and one missing key", n, 1))
+	}
+	return "1 of 2 keys exists, as written", nil
+}
+
+func (c *checker) incrDecr(ctx context.Context) (string, error) {
+	k := c.key("counter")
+	for range 3 {
+		if err := c.o.Redis.Incr(ctx, k).Err(); err != nil {
+			return "", err
+		}
+	}
+	n, err := c.o.Redis.Decr(ctx, k).Result()
+	if err != nil || n != 2 {
+		return "", errOr(err, mismatch("3 INCR then DECR", n, 2))
+	}
+	return "3 INCR then DECR = 2", nil
+}
+
+func (c *checker) msetMget(ctx context.Context) (string, error) {
+	k1, k2, missing := c.key("m1"), c.key("m2"), c.absent("missing")
+	if err := c.o.Redis.MSet(ctx, k1, "one", k2, "two").Err(); err != nil {
+		return "", err
+	}
+	vals, err := c.o.Redis.MGet(ctx, k1, k2, missing).Result()
+	if err != nil || !slices.Equal(vals, []any{"one", "two", nil}) {
+		return "", errOr(err, mismatch("MGET", vals, "[one two <nil>]"))
+	}
+	return "MSET 2 keys, MGET 3 (one missing) = [one two nil]", nil
+}
+
+func (c *checker) hash(ctx context.Context) (string, error) {
+	k := c.key("hash")
+	want := map[string]string{"id": "s1", "userId": "u1", "email": "check@example.test"}
+	if err := c.o.Redis.HSet(ctx, k, want).Err(); err != nil {
+		return "", err
+	}
+	got, err := c.o.Redis.HGetAll(ctx, k).Result()
+	if err != nil || !maps.Equal(got, want) {
+		return "", errOr(err, mismatch("HGETALL", got, want))
+	}
+	if n, err := c.o.Redis.HDel(ctx, k, "email").Result(); err != nil || n != 1 {
+		return "", errOr(err, mismatch("HDEL", n, 1))
+	}
+	return "HSET 3 fields, HGETALL matched, HDEL 1", nil
+}
+
+func (c *checker) list(ctx context.Context) (string, error) {
+	k := c.key("list")
+	if err := c.o.Redis.RPush(ctx, k, "a", "b", "c").Err(); err != nil {
+		return "", err
+	}
+	got, err := c.o.Redis.LRange(ctx, k, 0, -1).Result()
+	if err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+		return "", errOr(err, mismatch("LRANGE", got, "[a b c]"))
+	}
+	if v, err := c.o.Redis.LPop(ctx, k).Result(); err != nil || v != "a" {
+		return "", errOr(err, mismatch("LPOP", v, "a"))
+	}
+	return "RPUSH a b c, LRANGE in order, LPOP a", nil
+}
+
+func (c *checker) set(ctx context.Context) (string, error) {
+	k := c.key("set")
+	if n, err := c.o.Redis.SAdd(ctx, k, "x", "y", "z", "x").Result(); err != nil || n != 3 {
+		return "", errOr(err, mismatch("SADD x y z x", n, 3))
+	}
+	if ok, err := c.o.Redis.SIsMember(ctx, k, "y").Result(); err != nil || !ok {
+		return "", errOr(err, mismatch("SISMEMBER y", ok, true))
+	}
+	if n, err := c.o.Redis.SCard(ctx, k).Result(); err != nil || n != 3 {
+		return "", errOr(err, mismatch("SCARD", n, 3))
+	}
+	return "SADD deduplicated, SISMEMBER and SCARD = 3", nil
+}
+
+func (c *checker) sortedSet(ctx context.Context) (string, error) {
+	k := c.key("zset")
+	err := c.o.Redis.ZAdd(ctx, k, redis.Z{Score: 3, Member: "c"}, redis.Z{Score: 1, Member: "a"}, redis.Z{Score: 2, Member: "b"}).Err()
+	if err != nil {
+		return "", err
+	}
+	got, err := c.o.Redis.ZRange(ctx, k, 0, -1).Result()
+	if err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+		return "", errOr(err, mismatch("ZRANGE", got, "[a b c]"))
+	}
+	if s, err := c.o.Redis.ZScore(ctx, k, "b").Result(); err != nil || s != 2 {
+		return "", errOr(err, mismatch("ZSCORE b", s, 2))
+	}
+	return "ZADD 3, ZRANGE ordered by score, ZSCORE b = 2", nil
+}
+
+// scanOwn checks that SCAN finds exactly the keys the previous scenarios left.
+func (c *checker) scanOwn(ctx context.Context) (string, error) {
+	found, err := c.scan(ctx)
+	if err != nil {
+		return "", err
+	}
+	for k := range c.keys {
+		if !found[k] {
+			return "", fmt.Errorf("SCAN %s* did not return %s", c.ns, k)
+		}
+	}
+	return fmt.Sprintf("found all %d keys under %s*", len(c.keys), c.ns), nil
+}
+
+func (c *checker) info(ctx context.Context) (string, error) {
+	info, err := c.o.Redis.Info(ctx, "server", "memory").Result()
+	if err != nil {
+		return "", err
+	}
+	f := parseInfo(info)
+	if f["redis_version"] == "" {
+		return "", fmt.Errorf("INFO has no redis_version")
+	}
+	return fmt.Sprintf("redis %s, mode %s, up %ss, memory %s", f["redis_version"], f["redis_mode"],
+		f["uptime_in_seconds"], f["used_memory_human"]), nil
+}
+
+func (c *checker) dbsize(ctx context.Context) (string, error) {
+	n, err := c.o.Redis.DBSize(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	if n < 1 {
+		return "", mismatch("DBSIZE while the check's keys exist", n, "≥ 1")
+	}
+	return strconv.FormatInt(n, 10) + " keys in the database", nil
+}
+
+func (c *checker) pool(context.Context) (string, error) {
+	s, size := c.o.Redis.PoolStats(), c.o.Redis.Options().PoolSize
+	detail := fmt.Sprintf("size %d, total %d, idle %d, hits %d, misses %d, timeouts %d",
+		size, s.TotalConns, s.IdleConns, s.Hits, s.Misses, s.Timeouts)
+	if s.TotalConns < 1 || int(s.TotalConns) > size {
+		return "", fmt.Errorf("pool holds %d connections, want 1..%d (%s)", s.TotalConns, size, detail)
+	}
+	return detail, nil
+}
+
+func (c *checker) benchSet(ctx context.Context) (string, error) {
+	keys := make([]string, benchOps)
+	for i := range keys {
+		keys[i] = c.key("bench:" + strconv.Itoa(i))
+	}
+	rate, err := timed(func(i int) error { return c.o.Redis.Set(ctx, keys[i], "v", time.Minute).Err() })
+	c.report.SetOpsPerSec = rate
+	return throughput("SET", rate, TargetSetOpsPerSec, err)
+}
+
+func (c *checker) benchGet(ctx context.Context) (string, error) {
+	k := c.key("bench:0")
+	rate, err := timed(func(int) error { return c.o.Redis.Get(ctx, k).Err() })
+	c.report.GetOpsPerSec = rate
+	return throughput("GET", rate, TargetGetOpsPerSec, err)
+}
+
+// timed runs op benchOps times, one after the other, and returns operations per second.
+func timed(op func(i int) error) (float64, error) {
+	start := time.Now()
+	for i := range benchOps {
+		if err := op(i); err != nil {
+			return 0, err
+		}
+	}
+	return benchOps / time.Since(start).Seconds(), nil
+}
+
+func throughput(cmd string, rate float64, target int, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	detail := fmt.Sprintf("%d %ss: %.0f ops/s (target > %d)", benchOps, cmd, rate, target)
+	if rate <= float64(target) {
+		return "", fmt.Errorf("too slow: %s", detail)
+	}
+	return detail, nil
+}
+
+// errOr returns err if there is one, else the mismatch.
+func errOr(err, mismatch error) error {
+	if err != nil {
+		return err
+	}
+	return mismatch
+}

@@ -1,0 +1,46 @@
+package authcache
+
+import (
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/pgsession"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	cases := []pgsession.Session{
+		{TokenHash: "h", ID: "s", UserID: "u", Email: "e@x", FirstName: "José", LastName: "Müller",
+			Username: "jm", AvatarURL: "https://a/b.png", ExpiresAt: now.Add(time.Hour),
+			LastActivityAt: now, CreatedAt: now.Add(-time.Hour), IPAddress: "::1", UserAgent: "ua\x1f\n%"},
+		{TokenHash: "h", ID: "s", UserID: "u", ExpiresAt: now}, // NULL columns stay NULL
+	}
+	for _, want := range cases {
+		got, err := decodeSession("h", encodeSession(want))
+		if err != nil || got != want {
+			t.Fatalf("round trip:\n got %+v, %v\nwant %+v", got, err, want)
+		}
+	}
+}
+
+func TestCodecRejectsCorruptValues(t *testing.T) {
+	good := encodeSession(pgsession.Session{ID: "s", UserID: "u", ExpiresAt: time.Now()})
+	for _, b := range [][]byte{nil, {}, {9}, good[:len(good)-1], append(append([]byte{}, good...), 0), []byte("1")} {
+		if _, err := decodeSession("h", b); err == nil {
+			t.Fatalf("decode(%q) succeeded, want an error", b)
+		}
+	}
+}
+
+func FuzzDecodeSession(f *testing.F) {
+	f.Add(encodeSession(pgsession.Session{ID: "s", UserID: "u", ExpiresAt: time.Now()}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeSession("h", b)
+		if err != nil {
+			return
+		}
+		if again, err := decodeSession("h", encodeSession(s)); err != nil || again != s {
+			t.Fatalf("re-encoding a decoded value changed it: %+v vs %+v (%v)", s, again, err)
+		}
+	})
+}

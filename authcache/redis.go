@@ -1,0 +1,206 @@
+package authcache
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+)
+
+// store is the Redis half of the cache. Every call goes through the breaker and runs under
+// its own OpTimeout, so a hung Redis costs a request at most one timeout and then nothing
+// while the breaker is open.
+//
+// Key layout (p = prefix, h = token hash):
+//
+//	p+h          the session, encodeSession's compact string, TTL ≤ the session's expiry
+//	p+"neg:"+h   a negative entry, TTL NegativeTTL
+//	p+"user:"+u  SET of the user's token hashes, TTL the longest of its members'
+//	p+"epoch"    counter bumped by every eviction; a fill is dropped if it moved (see fill)
+type store struct {
+	rdb     *redis.Client
+	prefix  string
+	timeout time.Duration
+	breaker *gobreaker.CircuitBreaker[any]
+}
+
+func (s *store) sessionKey(h string) string { return s.prefix + h }
+func (s *store) negKey(h string) string     { return s.prefix + "neg:" + h }
+func (s *store) userKey(u string) string    { return s.prefix + "user:" + u }
+func (s *store) epochKey() string           { return s.prefix + "epoch" }
+func (s *store) evictChannel() string       { return s.prefix + "evict" }
+
+// do runs f under the breaker with a fresh deadline, detached from any caller's context.
+// redis.Nil is an answer, not a failure.
+func (s *store) do(f func(ctx context.Context) error) error {
+	_, err := s.breaker.Execute(func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		defer cancel()
+		return nil, f(ctx)
+	})
+	return err
+}
+
+// lookup is what one read round trip tells about a token.
+type lookup struct {
+	value []byte // encoded session, nil if absent
+	neg   bool   // a negative entry exists
+	epoch string // the eviction counter, to guard a later fill
+}
+
+// get reads the session, its negative entry and the eviction epoch in one MGET.
+func (s *store) get(h string) (lookup, error) {
+	var l lookup
+	err := s.do(func(ctx context.Context) error {
+		vals, err := s.rdb.MGet(ctx, s.sessionKey(h), s.negKey(h), s.epochKey()).Result()
+		if err != nil {
+			return err
+		}
+		if v, ok := vals[0].(string); ok {
+			l.value = []byte(v)
+		}
+		l.neg = vals[1] != nil
+		l.epoch, _ = vals[2].(string)
+		return nil
+	})
+	return l, err
+}
+
+// fillScript writes a session (or, with an empty value, a negative entry) only if no eviction
+// happened since the reader saw epoch ARGV[1]. Checking inside Redis makes the check and the
+// write one atomic step, across every replica.
+var fillScript = redis.NewScript(`
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  return 1
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
+return 1`)
+
+// fill caches a session for ttl, with its index entry, in one round trip.
+func (s *store) fill(h, userID string, value []byte, ttl time.Duration, epoch string) error {
+	return s.do(func(ctx context.Context) error {
+		keys := []string{s.epochKey(), s.sessionKey(h), s.userKey(userID)}
+		return fillScript.Run(ctx, s.rdb, keys, epoch, value, ttl.Milliseconds(), h).Err()
+	})
+}
+
+// fillNegative remembers for ttl that h matches no valid session.
+func (s *store) fillNegative(h string, ttl time.Duration, epoch string) error {
+	return s.do(func(ctx context.Context) error {
+		keys := []string{s.epochKey(), s.negKey(h), ""}
+		return fillScript.Run(ctx, s.rdb, keys, epoch, "", ttl.Milliseconds(), h).Err()
+	})
+}
+
+// evictHash deletes a token's session, negative entry and index membership, bumps the epoch
+// and publishes the event in one transaction, after one read to learn the session's user.
+// It reports whether a session was cached.
+func (s *store) evictHash(h string, event []byte) (bool, error) {
+	var deleted *redis.IntCmd
+	err := s.do(func(ctx context.Context) error {
+		userID := ""
+		v, err := s.rdb.Get(ctx, s.sessionKey(h)).Bytes()
+		switch {
+		case err == nil:
+			if sess, err := decodeSession(h, v); err == nil {
+				userID = sess.UserID
+			}
+		case !errors.Is(err, redis.Nil):
+			return err
+		}
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			deleted = p.Del(ctx, s.sessionKey(h))
+			p.Del(ctx, s.negKey(h))
+			if userID != "" {
+				p.SRem(ctx, s.userKey(userID), h)
+			}
+			p.Incr(ctx, s.epochKey())
+			p.Publish(ctx, s.evictChannel(), event)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return deleted.Val() > 0, nil
+}
+
+// evictUser deletes every cached session of a user through the per-user index (no SCAN) and
+// returns the token hashes whose session was cached. The index is WATCHed: a fill that adds a
+// session after the index was read (its epoch still current) aborts the transaction, which is
+// then retried, so that session cannot survive the eviction unindexed.
+func (s *store) evictUser(userID string, event []byte) ([]string, error) {
+	var evicted []string
+	err := s.do(func(ctx context.Context) error {
+		var err error
+		for range maxEvictAttempts {
+			if evicted, err = s.evictUserOnce(ctx, userID, event); !errors.Is(err, redis.TxFailedErr) {
+				return err
+			}
+		}
+		return err
+	})
+	return evicted, err
+}
+
+// maxEvictAttempts bounds evictUser's retries when fills keep racing it; past it the
+// eviction fails and is queued for retry like any other failure.
+const maxEvictAttempts = 5
+
+func (s *store) evictUserOnce(ctx context.Context, userID string, event []byte) ([]string, error) {
+	var evicted []string
+	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		hashes, err := tx.SMembers(ctx, s.userKey(userID)).Result()
+		if err != nil {
+			return err
+		}
+		dels := make([]*redis.IntCmd, len(hashes))
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for i, h := range hashes {
+				dels[i] = p.Del(ctx, s.sessionKey(h))
+			}
+			p.Del(ctx, s.userKey(userID))
+			p.Incr(ctx, s.epochKey())
+			p.Publish(ctx, s.evictChannel(), event)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, d := range dels {
+			if d.Val() > 0 {
+				evicted = append(evicted, hashes[i])
+			}
+		}
+		return nil
+	}, s.userKey(userID))
+	return evicted, err
+}
+
+func isSuccessful(err error) bool {
+	return err == nil || errors.Is(err, redis.Nil)
+}
+
+func newBreaker(failures uint32, openFor time.Duration, onChange func(from, to gobreaker.State)) *gobreaker.CircuitBreaker[any] {
+	return gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        "redis",
+		MaxRequests: 1,
+		Timeout:     openFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= failures
+		},
+		IsSuccessful: isSuccessful,
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			onChange(from, to)
+		},
+	})
+}

@@ -1,0 +1,232 @@
+package config_test
+
+import (
+	"net/netip"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/config"
+)
+
+// defaults is the Config that an empty environment yields.
+func defaults() config.Config {
+	return config.Config{
+		ListenAddr:       ":8080",
+		AdminAddr:        "127.0.0.1:9091",
+		SessionCacheTTL:  5 * time.Minute,
+		SessionKeyPrefix: "session:",
+		NegativeCacheTTL: 5 * time.Second,
+		LocalCacheTTL:    10 * time.Second,
+		LocalCacheSize:   100000,
+		CacheWarmLimit:   10000,
+		LogoutPaths:      []string{"/api/auth/logout"},
+		ValidatePath:     "/api/auth/validate",
+		HealthPath:       "/api/health/redis",
+		RedisPoolSize:    10,
+		RedisMinIdle:     2,
+		RedisPoolTimeout: time.Second,
+		RedisIdleTimeout: 30 * time.Second,
+		RedisMaxRetries:  3,
+		RedisOpTimeout:   100 * time.Millisecond,
+		BreakerFailures:  5,
+		BreakerOpenFor:   10 * time.Second,
+		DBMaxConns:       10,
+		DBQueryTimeout:   2 * time.Second,
+		DBNotifyChannel:  "authsidecar_session_changed",
+		LogLevel:         "info",
+		LogFormat:        "json",
+		ShutdownTimeout:  15 * time.Second,
+	}
+}
+
+// envVar is one field of Config as its tags declare it.
+type envVar struct {
+	field, name, def, help string
+}
+
+// envVars walks Config the way Usage and Load do, so a field added without
+// tags or help fails the tests that use it.
+func envVars(tb testing.TB) []envVar {
+	tb.Helper()
+	t := reflect.TypeFor[config.Config]()
+	var vars []envVar
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			tb.Errorf("field %s has no env tag", f.Name)
+		}
+		vars = append(vars, envVar{f.Name, name, f.Tag.Get("envDefault"), f.Tag.Get("help")})
+	}
+	return vars
+}
+
+func mustLoad(tb testing.TB, environ map[string]string) config.Config {
+	tb.Helper()
+	c, err := config.Load(environ)
+	if err != nil {
+		tb.Fatalf("Load: unexpected error:\n%v", err)
+	}
+	return c
+}
+
+func mustParseURL(tb testing.TB, raw string) *url.URL {
+	tb.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+// loadErrorLines loads environ, which must fail, and returns the error's
+// lines, checking that none of them names a Go field instead of a variable.
+func loadErrorLines(tb testing.TB, environ map[string]string) []string {
+	tb.Helper()
+	c, err := config.Load(environ)
+	if err == nil {
+		tb.Fatal("Load succeeded, want an error")
+	}
+	if !reflect.DeepEqual(c, config.Config{}) {
+		tb.Errorf("Load returned a non-zero Config with its error: %+v", c)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, v := range envVars(tb) {
+		for _, line := range lines {
+			if strings.Contains(line, v.field) {
+				tb.Errorf("error line %q names Go field %s", line, v.field)
+			}
+		}
+	}
+	return lines
+}
+
+func TestLoadEmptyEnvironmentGivesDefaults(t *testing.T) {
+	if got := mustLoad(t, map[string]string{}); !reflect.DeepEqual(got, defaults()) {
+		t.Errorf("Load(empty) =\n%+v\nwant\n%+v", got, defaults())
+	}
+}
+
+func TestLoadSetButEmptyMeansDefault(t *testing.T) {
+	environ := make(map[string]string)
+	for _, v := range envVars(t) {
+		environ[v.name] = ""
+	}
+	if got := mustLoad(t, environ); !reflect.DeepEqual(got, defaults()) {
+		t.Errorf("Load(all empty) =\n%+v\nwant\n%+v", got, defaults())
+	}
+}
+
+func TestLoadIgnoresProcessEnvironment(t *testing.T) {
+	t.Setenv("LOG_LEVEL", "not-a-level")
+	t.Setenv("UPSTREAM_URL", "http://from-process-env")
+	if got := mustLoad(t, nil); !reflect.DeepEqual(got, defaults()) {
+		t.Errorf("Load(nil) =\n%+v\nwant the defaults", got)
+	}
+}
+
+// nonDefaultEnviron sets every variable to a valid value other than its default.
+func nonDefaultEnviron() map[string]string {
+	return map[string]string{
+		"UPSTREAM_URL":        "https://app.internal:3000/base",
+		"DATABASE_URL":        "postgres://sidecar:pw@db:5432/app?sslmode=require",
+		"REDIS_URL":           "rediss://:pw@cache:6380/2",
+		"LISTEN_ADDR":         "0.0.0.0:8443",
+		"ADMIN_ADDR":          "[::1]:9999",
+		"ADMIN_TOKEN":         "0123456789abcdef",
+		"SESSION_CACHE_TTL":   "1h",
+		"SESSION_KEY_PREFIX":  "auth:s:",
+		"NEGATIVE_CACHE_TTL":  "0",
+		"LOCAL_CACHE_TTL":     "1m30s",
+		"LOCAL_CACHE_SIZE":    "42",
+		"CACHE_WARM_ON_START": "true",
+		"CACHE_WARM_LIMIT":    "7",
+		"PUBLIC_PATHS":        " /login/ ,,/_next/static/../static, /",
+		"TRUSTED_PROXIES":     "10.1.2.3/8, 192.168.1.7 ,2001:db8::/32,::1",
+		"SESSION_COOKIE":      "__Secure-next-auth.session-token",
+		"LOGOUT_PATHS":        "/logout,/api/auth/signout/",
+		"VALIDATE_PATH":       "/auth/check",
+		"HEALTH_PATH":         "/health",
+		"REDIS_POOL_SIZE":     "20",
+		"REDIS_MIN_IDLE":      "20",
+		"REDIS_POOL_TIMEOUT":  "250ms",
+		"REDIS_IDLE_TIMEOUT":  "5m",
+		"REDIS_MAX_RETRIES":   "0",
+		"REDIS_OP_TIMEOUT":    "50ms",
+		"BREAKER_FAILURES":    "3",
+		"BREAKER_OPEN_FOR":    "1m",
+		"DB_MAX_CONNS":        "25",
+		"DB_QUERY_TIMEOUT":    "500ms",
+		"DB_NOTIFY_CHANNEL":   "_sessions2",
+		"LOG_LEVEL":           "DEBUG",
+		"LOG_FORMAT":          "console",
+		"SHUTDOWN_TIMEOUT":    "1m",
+	}
+}
+
+// nonDefaultConfig is what nonDefaultEnviron loads as.
+func nonDefaultConfig(tb testing.TB) config.Config {
+	tb.Helper()
+	return config.Config{
+		UpstreamURL:      mustParseURL(tb, "https://app.internal:3000/base"),
+		DatabaseURL:      "postgres://sidecar:pw@db:5432/app?sslmode=require",
+		RedisURL:         "rediss://:pw@cache:6380/2",
+		ListenAddr:       "0.0.0.0:8443",
+		AdminAddr:        "[::1]:9999",
+		AdminToken:       "0123456789abcdef",
+		SessionCacheTTL:  time.Hour,
+		SessionKeyPrefix: "auth:s:",
+		NegativeCacheTTL: 0,
+		LocalCacheTTL:    90 * time.Second,
+		LocalCacheSize:   42,
+		CacheWarmOnStart: true,
+		CacheWarmLimit:   7,
+		PublicPaths:      []string{"/login", "/_next/static", "/"},
+		TrustedProxies: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/8"),
+			netip.MustParsePrefix("192.168.1.7/32"),
+			netip.MustParsePrefix("2001:db8::/32"),
+			netip.MustParsePrefix("::1/128"),
+		},
+		SessionCookie:    "__Secure-next-auth.session-token",
+		LogoutPaths:      []string{"/logout", "/api/auth/signout"},
+		ValidatePath:     "/auth/check",
+		HealthPath:       "/health",
+		RedisPoolSize:    20,
+		RedisMinIdle:     20,
+		RedisPoolTimeout: 250 * time.Millisecond,
+		RedisIdleTimeout: 5 * time.Minute,
+		RedisMaxRetries:  0,
+		RedisOpTimeout:   50 * time.Millisecond,
+		BreakerFailures:  3,
+		BreakerOpenFor:   time.Minute,
+		DBMaxConns:       25,
+		DBQueryTimeout:   500 * time.Millisecond,
+		DBNotifyChannel:  "_sessions2",
+		LogLevel:         "debug",
+		LogFormat:        "console",
+		ShutdownTimeout:  time.Minute,
+	}
+}
+
+func TestLoadEveryVariable(t *testing.T) {
+	environ, want := nonDefaultEnviron(), nonDefaultConfig(t)
+	for _, v := range envVars(t) {
+		if _, ok := environ[v.name]; !ok {
+			t.Errorf("test sets no value for %s", v.name)
+		}
+	}
+	if got := mustLoad(t, environ); !reflect.DeepEqual(got, want) {
+		t.Errorf("Load =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestLoadNoneDisables(t *testing.T) {
+	got := mustLoad(t, map[string]string{"LOGOUT_PATHS": "none", "DB_NOTIFY_CHANNEL": "none"})
+	if len(got.LogoutPaths) != 0 || got.DBNotifyChannel != "" {
+		t.Errorf("LogoutPaths = %q, DBNotifyChannel = %q; want both empty", got.LogoutPaths, got.DBNotifyChannel)
+	}
+}

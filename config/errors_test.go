@@ -1,0 +1,197 @@
+package config_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/authsidecar/authsidecar/config"
+)
+
+// badValue is one invalid setting of one variable.
+type badValue struct{ name, value string }
+
+// badValues has an example of every class of invalid value of every variable.
+func badValues() []badValue {
+	return []badValue{
+		{"UPSTREAM_URL", "http://[::1"},
+		{"UPSTREAM_URL", "ftp://app:21"},
+		{"UPSTREAM_URL", "app:3000"},
+		{"UPSTREAM_URL", "http:///path-only"},
+		{"DATABASE_URL", "postgres://db:notaport/app"},
+		{"DATABASE_URL", "host=db sslmode=sometimes"},
+		{"REDIS_URL", "http://cache:6379"},
+		{"REDIS_URL", "cache:6379"},
+		{"REDIS_URL", "redis://cache:6379/not-a-db"},
+		{"LISTEN_ADDR", "8080"},
+		{"LISTEN_ADDR", ":http"},
+		{"ADMIN_ADDR", "127.0.0.1:65536"},
+		{"ADMIN_ADDR", "127.0.0.1:"},
+		{"ADMIN_TOKEN", "short"},
+		{"ADMIN_TOKEN", "0123456789 abcdef"},
+		{"SESSION_CACHE_TTL", "5 minutes"},
+		{"SESSION_CACHE_TTL", "0"},
+		{"SESSION_CACHE_TTL", "-1m"},
+		{"SESSION_KEY_PREFIX", "my prefix:"},
+		{"SESSION_KEY_PREFIX", "tab\there"},
+		{"NEGATIVE_CACHE_TTL", "-5s"},
+		{"LOCAL_CACHE_TTL", "-1ns"},
+		{"LOCAL_CACHE_SIZE", "0"},
+		{"LOCAL_CACHE_SIZE", "lots"},
+		{"LOCAL_CACHE_SIZE", "99999999999"},
+		{"CACHE_WARM_ON_START", "yes please"},
+		{"CACHE_WARM_LIMIT", "-1"},
+		{"PUBLIC_PATHS", "/ok,login"},
+		{"TRUSTED_PROXIES", "10.0.0.0/33"},
+		{"TRUSTED_PROXIES", "fe80::1%eth0"},
+		{"SESSION_COOKIE", "session id"},
+		{"SESSION_COOKIE", "a=b"},
+		{"LOGOUT_PATHS", "logout"},
+		{"LOGOUT_PATHS", " , "},
+		{"LOGOUT_PATHS", "none,/logout"},
+		{"VALIDATE_PATH", "api/auth/validate"},
+		{"HEALTH_PATH", "health"},
+		{"REDIS_POOL_SIZE", "0"},
+		{"REDIS_MIN_IDLE", "-1"},
+		{"REDIS_MIN_IDLE", "11"},
+		{"REDIS_POOL_TIMEOUT", "0s"},
+		{"REDIS_IDLE_TIMEOUT", "-30s"},
+		{"REDIS_MAX_RETRIES", "-1"},
+		{"REDIS_OP_TIMEOUT", "0"},
+		{"BREAKER_FAILURES", "0"},
+		{"BREAKER_OPEN_FOR", "soon"},
+		{"DB_MAX_CONNS", "-3"},
+		{"DB_QUERY_TIMEOUT", "0"},
+		{"DB_NOTIFY_CHANNEL", "Sessions"},
+		{"DB_NOTIFY_CHANNEL", "1sessions"},
+		{"DB_NOTIFY_CHANNEL", "sessions; DROP TABLE x"},
+		{"DB_NOTIFY_CHANNEL", strings.Repeat("a", 64)},
+		{"LOG_LEVEL", "verbose"},
+		{"LOG_FORMAT", "text"},
+		{"SHUTDOWN_TIMEOUT", "0"},
+		{"SHUTDOWN_TIMEOUT", "a\nSECOND_LINE: injected"},
+	}
+}
+
+func TestLoadReportsBadValueAsOneLineNamingTheVariable(t *testing.T) {
+	for _, tt := range badValues() {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			lines := loadErrorLines(t, map[string]string{tt.name: tt.value})
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.name+": ") {
+				t.Errorf("error lines = %q, want one line starting %q", lines, tt.name+": ")
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemInDeclarationOrder(t *testing.T) {
+	lines := loadErrorLines(t, map[string]string{
+		"LOG_LEVEL":         "loud",
+		"UPSTREAM_URL":      "ftp://app",
+		"TRUSTED_PROXIES":   "10.0.0.0/8,not-an-ip, ,10.0.0.300",
+		"SESSION_CACHE_TTL": "-1s",
+		"REDIS_POOL_SIZE":   "x",
+		"REDIS_MIN_IDLE":    "50", // not reported: the pool size it is checked against is invalid
+	})
+	want := []string{
+		"UPSTREAM_URL: ",
+		"SESSION_CACHE_TTL: ",
+		`TRUSTED_PROXIES: entry 2: "not-an-ip"`,
+		`TRUSTED_PROXIES: entry 4: "10.0.0.300"`,
+		"REDIS_POOL_SIZE: ",
+		"LOG_LEVEL: ",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("error lines = %q, want %d lines", lines, len(want))
+	}
+	for i, prefix := range want {
+		if !strings.HasPrefix(lines[i], prefix) {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], prefix)
+		}
+	}
+}
+
+func TestLoadNeverEchoesPasswords(t *testing.T) {
+	tests := []map[string]string{
+		{"DATABASE_URL": "postgres://app:s3cret@db:notaport/app"},
+		{"DATABASE_URL": "postgres://app:s3cret@[db/app"},
+		{"DATABASE_URL": "host=db user=app password=s3cret port=x"},
+		{"DATABASE_URL": "postgres://app:s3cret@db/app?sslmode=bogus"},
+		{"REDIS_URL": "redis://:s3cret@cache:6379/not-a-db"},
+		{"REDIS_URL": "redis://:s3cret@cache:notaport"},
+		{"REDIS_URL": "http://:s3cret@cache:6379"},
+		{"REDIS_URL": "redis://:s3cret@%zz"},
+		{"UPSTREAM_URL": "ftp://app:s3cret@app"},
+		{"UPSTREAM_URL": "http://app:s3cret@[app"},
+		{"ADMIN_TOKEN": "s3cret"},
+		{"ADMIN_TOKEN": "s3cret s3cret s3cret"},
+	}
+	for _, environ := range tests {
+		lines := loadErrorLines(t, environ)
+		if text := strings.Join(lines, "\n"); strings.Contains(text, "s3cret") {
+			t.Errorf("error text echoes the secret: %q", text)
+		}
+	}
+}
+
+func TestRequireReportsEachEmptyVariable(t *testing.T) {
+	c := mustLoad(t, map[string]string{"UPSTREAM_URL": "http://app:3000"})
+	if err := c.Require("UPSTREAM_URL", "LISTEN_ADDR"); err != nil {
+		t.Errorf("Require(set variables) = %v, want nil", err)
+	}
+	if err := c.Require(); err != nil {
+		t.Errorf("Require() = %v, want nil", err)
+	}
+	err := c.Require("DATABASE_URL", "UPSTREAM_URL", "REDIS_URL", "NO_SUCH_VAR")
+	want := "DATABASE_URL: required but not set\n" +
+		"REDIS_URL: required but not set\n" +
+		"NO_SUCH_VAR: not a configuration variable"
+	if err == nil || err.Error() != want {
+		t.Errorf("Require error =\n%v\nwant\n%s", err, want)
+	}
+}
+
+func TestRequireTreatsNoneAsUnset(t *testing.T) {
+	c := mustLoad(t, map[string]string{"DB_NOTIFY_CHANNEL": "none"})
+	if err := c.Require("DB_NOTIFY_CHANNEL"); err == nil {
+		t.Error("Require(DB_NOTIFY_CHANNEL) = nil after none, want an error")
+	}
+}
+
+func TestUsageListsEveryVariableWithDefaultAndHelp(t *testing.T) {
+	var buf bytes.Buffer
+	config.Usage(&buf)
+	out := buf.String()
+	for _, v := range envVars(t) {
+		if v.help == "" {
+			t.Errorf("%s (field %s) has no help tag", v.name, v.field)
+		}
+		if !strings.Contains(out, "  "+v.name+" ") {
+			t.Errorf("usage does not list %s", v.name)
+		}
+		if !strings.Contains(out, " "+v.def+" ") {
+			t.Errorf("usage does not show %s's default %q", v.name, v.def)
+		}
+		if !strings.Contains(out, v.help) {
+			t.Errorf("usage does not show %s's help", v.name)
+		}
+	}
+	for _, cmd := range []string{"serve", "check", "healthcheck", "version"} {
+		if !strings.Contains(out, "\n  "+cmd+" ") {
+			t.Errorf("usage does not list the %s command", cmd)
+		}
+	}
+}
+
+func TestUsageAlignsTheTable(t *testing.T) {
+	var buf bytes.Buffer
+	config.Usage(&buf)
+	_, table, _ := strings.Cut(buf.String(), "\n  VARIABLE")
+	lines := strings.Split(strings.TrimRight("  VARIABLE"+table, "\n"), "\n")
+	column := strings.Index(lines[0], "DEFAULT")
+	for _, line := range lines[1:] {
+		if line[column-1] != ' ' || line[column] == ' ' {
+			t.Errorf("default column not aligned at %d in %q", column, line)
+		}
+	}
+}

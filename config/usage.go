@@ -1,0 +1,40 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+const usageHead = `Usage: authsidecar [command]
+
+authsidecar validates the session of every request (in-process cache, Redis,
+then Postgres) and forwards it to the app with the user's identity in headers.
+
+Commands:
+  serve        validate sessions and proxy to UPSTREAM_URL (the default)
+  check        run the connection suite against Redis and Postgres, one line
+               per scenario; exit 0 only if all pass
+  healthcheck  exit 0 iff /readyz on ADMIN_ADDR answers 200 (Docker HEALTHCHECK)
+  version      print the version
+
+Environment (durations in Go syntax: 100ms, 10s, 5m; an empty value means the
+default; invalid configuration exits with status 2):
+`
+
+// Usage writes the help of `authsidecar -h`: the subcommands, then one
+// aligned row per environment variable with its default and meaning, read
+// from Config's tags so that it always lists exactly what Load reads.
+func Usage(w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VARIABLE\tDEFAULT\tMEANING")
+	for _, v := range variables() {
+		def := v.def
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.name, def, v.help)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,199 @@
+package pgsession
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// ListenApplicationName is the application_name of the LISTEN connection unless the DSN
+// sets one, so operators (and tests) can find it in pg_stat_activity.
+const ListenApplicationName = "authsidecar-listen"
+
+// Event is the payload the shipped trigger sends: exactly one field is set.
+type Event struct {
+	TokenHash string `json:"tokenHash,omitempty"`
+	UserID    string `json:"userId,omitempty"`
+}
+
+// ListenHandler receives what Listen observes. Its functions run on Listen's goroutine;
+// nil functions are skipped.
+type ListenHandler struct {
+	// OnEvent receives each well-formed notification.
+	OnEvent func(Event)
+	// OnResync runs after every reconnect (not the first connect) with the hashes of
+	// sessions revoked or expired while notifications may have been missed. The caller
+	// drops its in-process cache and evicts these hashes.
+	OnResync func(hashes []string)
+	// OnState reports the connection state as it changes.
+	OnState func(connected bool)
+}
+
+const (
+	waitTimeout    = time.Second
+	resyncMargin   = time.Minute // clock and commit-order slack for the resync window
+	backoffInitial = 100 * time.Millisecond
+	backoffMax     = 5 * time.Second
+	connectTimeout = 5 * time.Second
+)
+
+// Listen LISTENs on channel over a dedicated connection and delivers notifications to h
+// until ctx is cancelled, when it returns nil. Connection failures are logged and
+// retried with capped exponential backoff; they are never returned.
+func (s *Store) Listen(ctx context.Context, channel string, h ListenHandler) error {
+	if channel == "" {
+		return errors.New("listen: empty channel")
+	}
+	l := &listener{store: s, channel: channel, h: h, log: s.log.With(zap.String("channel", channel))}
+	backoff := backoffInitial
+	for {
+		connected, err := l.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if connected {
+			backoff = backoffInitial
+		}
+		l.log.Warn("notification listener disconnected; retrying",
+			zap.Error(err), zap.Duration("backoff", backoff))
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// listener holds the state that survives reconnects.
+type listener struct {
+	store   *Store
+	channel string
+	h       ListenHandler
+	log     *zap.Logger
+
+	everConnected bool      // the first connect needs no resync
+	lastGood      time.Time // database time up to which no notification can have been missed
+}
+
+// session runs one connection's lifetime. It reports whether the connection got as far
+// as listening, and why it ended.
+func (l *listener) session(ctx context.Context) (connected bool, err error) {
+	conn, err := l.connect(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx) // the connection is being discarded either way
+		if connected {
+			l.setState(false)
+		}
+	}()
+
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+		return false, fmt.Errorf("listen: %w", err)
+	}
+	// Read the clock only once LISTEN is active: from here on nothing is missed.
+	now, err := l.dbNow(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	if l.everConnected {
+		hashes, err := l.resync(ctx, conn)
+		if err != nil {
+			return false, err // lastGood unchanged: the next connect retries the resync
+		}
+		if l.h.OnResync != nil {
+			l.h.OnResync(hashes)
+		}
+		l.log.Info("notification listener reconnected", zap.Int("resynced", len(hashes)))
+	}
+	l.everConnected = true
+	l.lastGood = now
+	l.setState(true)
+	return true, l.wait(ctx, conn)
+}
+
+func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(connectTimeout, l.store.timeout))
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, l.store.connCfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return conn, nil
+}
+
+func (l *listener) resync(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.store.timeout)
+	defer cancel()
+	return revokedSince(ctx, conn, l.lastGood.Add(-resyncMargin))
+}
+
+// wait delivers notifications until the connection fails or ctx is done. A wait that
+// times out cleanly is followed by a round trip, so a silently dead connection is noticed
+// within about a second, and lastGood only advances over a connection proven alive.
+func (l *listener) wait(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, waitTimeout)
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			if n != nil {
+				l.deliver(n.Payload)
+			}
+		case errors.Is(err, context.DeadlineExceeded):
+			now, err := l.dbNow(ctx, conn)
+			if err != nil {
+				return err
+			}
+			l.lastGood = now
+		default:
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+}
+
+func (l *listener) dbNow(ctx context.Context, conn *pgx.Conn) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.store.timeout)
+	defer cancel()
+	var now time.Time
+	if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("probe connection: %w", err)
+	}
+	return now, nil
+}
+
+func (l *listener) deliver(payload string) {
+	var ev Event
+	err := json.Unmarshal([]byte(payload), &ev)
+	if err == nil && ev.TokenHash == "" && ev.UserID == "" {
+		err = errors.New("neither tokenHash nor userId set")
+	}
+	if err != nil {
+		// The payload may hold a token hash: log its size, never its content.
+		l.log.Warn("skipping malformed notification", zap.Error(err), zap.Int("bytes", len(payload)))
+		return
+	}
+	if l.h.OnEvent != nil {
+		l.h.OnEvent(ev)
+	}
+}
+
+func (l *listener) setState(connected bool) {
+	if l.h.OnState != nil {
+		l.h.OnState(connected)
+	}
+}

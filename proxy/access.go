@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/authcache"
+)
+
+// responseWriter records the status for the access log and metrics. Unwrap lets
+// http.ResponseController (which ReverseProxy uses) reach Flush and Hijack underneath.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// accessEvent collects what the access line says about one request.
+type accessEvent struct {
+	start     time.Time
+	requestID string
+	userID    string
+	layer     authcache.Layer
+}
+
+const maxRequestIDLen = 128
+
+// requestID reuses a sane incoming X-Request-Id, or makes one, and forwards it to the app.
+func requestID(h http.Header) string {
+	if v := h.Get("X-Request-Id"); v != "" && len(v) <= maxRequestIDLen && validToken(v) {
+		return v
+	}
+	id := strconv.FormatUint(rand.Uint64(), 16)
+	h["X-Request-Id"] = []string{id}
+	return id
+}
+
+func (h *Handler) logAccess(w *responseWriter, r *http.Request, ev *accessEvent) {
+	status := w.status
+	if status == 0 {
+		status = statusClientClosed // nothing was written: the client went away first
+	}
+	h.m.count(status)
+	if ce := h.log.Check(zap.InfoLevel, "request"); ce != nil {
+		ce.Write(
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.Int("status", status),
+			zap.Duration("duration", time.Since(ev.start)),
+			zap.String("userId", ev.userID),
+			zap.String("source", string(ev.layer)),
+			zap.String("requestId", ev.requestID),
+		)
+	}
+}
+
+// httpMetrics are the public listener's own metrics.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	upstream prometheus.Histogram
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authsidecar_http_requests_total",
+			Help: "Requests on the public listener by status code (499: client went away).",
+		}, []string{"code"}),
+		upstream: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "authsidecar_upstream_duration_seconds",
+			Help:    "Time spent forwarding a request to the app and copying its response.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.upstream)
+	}
+	return m
+}
+
+func (m *httpMetrics) count(status int) {
+	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}

@@ -1,0 +1,264 @@
+// Package proxy is the public HTTP handler: it strips spoofable identity headers, validates
+// the request's session, and forwards it to the app with httputil.ReverseProxy, the user's
+// identity in X-User-* headers. It also serves the sidecar's own endpoints.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/authcache"
+)
+
+// Authenticator validates tokens and evicts sessions; *authcache.Cache is one.
+type Authenticator interface {
+	Validate(ctx context.Context, token string) (authcache.Result, error)
+	Invalidate(ctx context.Context, t authcache.Target, reason string) (int, error)
+}
+
+// HealthReporter builds the health document; *authcache.Cache is one.
+type HealthReporter interface {
+	Health(ctx context.Context) authcache.Health
+}
+
+// Options configures a Handler.
+type Options struct {
+	Upstream       *url.URL
+	Auth           Authenticator
+	Health         HealthReporter
+	PublicPaths    []string // cleaned paths; each matches itself and its subtree
+	LogoutPaths    []string
+	TrustedProxies []netip.Prefix
+	SessionCookie  string // "" reads tokens from Authorization only
+	ValidatePath   string
+	HealthPath     string
+	// Transport reaches the upstream; nil means NewTransport().
+	Transport http.RoundTripper
+	// Revalidate is how often a long-lived request (WebSocket, stream) re-checks its
+	// session; it is closed once the session is revoked or expires. Zero means one second.
+	Revalidate time.Duration
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer // nil: metrics are not registered
+}
+
+// Handler is the public listener's http.Handler.
+type Handler struct {
+	opts  Options
+	log   *zap.Logger
+	proxy *httputil.ReverseProxy
+	m     *httpMetrics
+}
+
+// New returns a Handler forwarding to o.Upstream.
+func New(o Options) *Handler {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	if o.Revalidate <= 0 {
+		o.Revalidate = time.Second
+	}
+	h := &Handler{opts: o, log: o.Logger, m: newHTTPMetrics(o.Registerer)}
+	h.proxy = &httputil.ReverseProxy{
+		Rewrite:        h.rewrite,
+		Transport:      o.Transport,
+		BufferPool:     &bufferPool{},
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.upstreamError,
+		ErrorLog:       zap.NewStdLog(o.Logger.Named("reverseproxy")),
+	}
+	return h
+}
+
+// NewTransport returns a Transport tuned for one plain-HTTP upstream next door: many idle
+// connections kept, no HTTP/2 negotiation, and no transparent gzip, which would change the
+// response the client gets.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+}
+
+// ServeHTTP routes a request: the sidecar's own paths, public paths, then everything else
+// behind a valid session.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rw := &responseWriter{ResponseWriter: w}
+	ev := accessEvent{start: time.Now(), requestID: requestID(r.Header)}
+	defer h.logAccess(rw, r, &ev)
+
+	stripIdentity(r.Header)
+	p := cleanPath(r.URL.Path)
+	if p != r.URL.Path {
+		// Forward the resolved path, so the app serves exactly what was authorised.
+		r.URL.Path, r.URL.RawPath = p, ""
+	}
+	switch {
+	case p == h.opts.ValidatePath:
+		h.serveValidate(rw, r, &ev)
+	case p == h.opts.HealthPath:
+		h.serveHealth(rw, r)
+	case matchesAny(p, h.opts.PublicPaths):
+		h.forward(rw, h.markLogout(r, p))
+	default:
+		h.serveProtected(rw, r, p, &ev)
+	}
+}
+
+func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, p string, ev *accessEvent) {
+	token, found := tokenFrom(r.Header, h.opts.SessionCookie)
+	if !found || !validToken(token) {
+		writeError(w, errUnauthorized)
+		return
+	}
+	res, err := h.opts.Auth.Validate(r.Context(), token)
+	ev.layer = res.Layer
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ev.userID = res.Session.UserID
+	setIdentity(r.Header, res.Session)
+	r, stop := h.watch(h.markLogout(r, p), token)
+	defer stop()
+	h.forward(w, r)
+}
+
+func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request, ev *accessEvent) {
+	token, found := tokenFrom(r.Header, h.opts.SessionCookie)
+	if !found || !validToken(token) {
+		writeError(w, errUnauthorized)
+		return
+	}
+	res, err := h.opts.Auth.Validate(r.Context(), token)
+	ev.layer = res.Layer
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ev.userID = res.Session.UserID
+	setIdentity(w.Header(), res.Session)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, newValidation(res.Session))
+}
+
+func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
+	doc := h.opts.Health.Health(r.Context())
+	code := http.StatusOK
+	if doc.Status == authcache.StatusUnhealthy {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, code, doc)
+}
+
+// fail answers a validation error; a client that went away gets nothing.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return
+	}
+	if !errors.Is(err, authcache.ErrInvalid) {
+		h.log.Warn("session store unavailable", zap.Error(err))
+	}
+	writeError(w, err)
+}
+
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { h.m.upstream.Observe(time.Since(start).Seconds()) }()
+	h.proxy.ServeHTTP(w, r)
+}
+
+// rewrite builds the outbound request: the upstream URL and X-Forwarded-*. The inbound
+// X-Forwarded-For chain (and -Proto, -Host) is kept only from a trusted proxy.
+func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(h.opts.Upstream)
+	pr.Out.Host = pr.In.Host
+	if h.trusted(pr.In.RemoteAddr) {
+		in := pr.In.Header
+		if v := in["X-Forwarded-For"]; len(v) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = v
+		}
+		pr.SetXForwarded()
+		for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v := in.Get(k); v != "" {
+				pr.Out.Header.Set(k, v)
+			}
+		}
+		return
+	}
+	pr.SetXForwarded()
+}
+
+func (h *Handler) trusted(remoteAddr string) bool {
+	if len(h.opts.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range h.opts.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// upstreamError answers when the app cannot be reached: 502, or nothing if the client left
+// (or its session was revoked mid-stream, which cancels the request the same way).
+func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		if rw, ok := w.(*responseWriter); ok {
+			rw.status = statusClientClosed
+		}
+		return
+	}
+	h.log.Warn("upstream unreachable", zap.Error(err))
+	writeError(w, errBadGateway)
+}
+
+// cleanPath resolves dot-segments and repeated slashes, keeping a trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if !strings.Contains(p, "/.") && !strings.Contains(p, "//") && p[0] == '/' {
+		return p // the common case, without allocating
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// matchesAny reports whether p is one of prefixes or lies in its subtree: "/login" matches
+// "/login" and "/login/x", never "/login2".
+func matchesAny(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if pre == "/" || p == pre || (strings.HasPrefix(p, pre) && p[len(pre)] == '/') {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/pgsession"
+	"github.com/authsidecar/authsidecar/proxy"
+)
+
+// maxHeaderBytes bounds request headers: room for a 4 KiB token and an app's cookies.
+const maxHeaderBytes = 256 << 10
+
+// serve runs the sidecar until ctx ends, then drains for cfg.ShutdownTimeout.
+func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+	log, flush, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return usageError{err}
+	}
+	defer flush()
+	redis.SetLogger(redisLogger{log.Named("redis")})
+
+	store, err := pgsession.Open(ctx, pgsession.Options{
+		URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout,
+		Logger: log.Named("pgsession"),
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rdb, err := newRedis(cfg)
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	}
+	cache := authcache.New(store, authcache.Options{
+		Redis: rdb, Prefix: cfg.SessionKeyPrefix,
+		SessionTTL: cfg.SessionCacheTTL, NegativeTTL: cfg.NegativeCacheTTL,
+		LocalTTL: cfg.LocalCacheTTL, LocalSize: cfg.LocalCacheSize,
+		OpTimeout: cfg.RedisOpTimeout, LookupTimeout: cfg.DBQueryTimeout,
+		BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor,
+		Logger: log.Named("authcache"),
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		cache, newPoolCollector(store))
+
+	public := &http.Server{
+		Handler: proxy.New(proxy.Options{
+			Upstream: cfg.UpstreamURL, Auth: cache, Health: cache,
+			PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,
+			TrustedProxies: cfg.TrustedProxies, SessionCookie: cfg.SessionCookie,
+			ValidatePath: cfg.ValidatePath, HealthPath: cfg.HealthPath,
+			Logger: log.Named("proxy"), Registerer: reg,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	admin := &http.Server{
+		Handler: proxy.NewAdmin(proxy.AdminOptions{
+			Auth: cache, Ready: store.Ping, Token: cfg.AdminToken, Logger: log.Named("admin"),
+			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("admin")),
+	}
+	publicLn, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		publicLn.Close()
+		return fmt.Errorf("ADMIN_ADDR: %w", err)
+	}
+
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	background(&wg, func() { cache.Run(bg) })
+	if cfg.DBNotifyChannel != "" {
+		background(&wg, func() {
+			_ = store.Listen(bg, cfg.DBNotifyChannel, pgsession.ListenHandler{OnEvent: cache.OnChange, OnResync: cache.OnResync})
+		})
+	}
+	if cfg.CacheWarmOnStart && rdb != nil {
+		background(&wg, func() { warm(bg, cfg, store, cache, log) })
+	}
+
+	errc := make(chan error, 2)
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{public, publicLn}, {admin, adminLn}} {
+		go func() { errc <- s.srv.Serve(s.ln) }()
+	}
+	log.Info("serving", zap.String("version", version), zap.Stringer("listen", publicLn.Addr()),
+		zap.Stringer("admin", adminLn.Addr()), zap.Bool("redis", rdb != nil), zap.String("upstream", cfg.UpstreamURL.Redacted()))
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-errc:
+	}
+	log.Info("shutting down", zap.Duration("drain", cfg.ShutdownTimeout))
+	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := errors.Join(public.Shutdown(drain), admin.Shutdown(drain)); serr != nil && err == nil {
+		err = fmt.Errorf("shutdown: %w", serr)
+	}
+	stopBackground()
+	wg.Wait()
+	return err
+}
+
+func background(wg *sync.WaitGroup, f func()) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f()
+	}()
+}
+
+// newRedis builds the go-redis client, or nil when REDIS_URL is empty. Every call carries its
+// own deadline (ContextTimeoutEnabled), so REDIS_OP_TIMEOUT bounds retries too.
+func newRedis(cfg config.Config) (*redis.Client, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, usageError{errors.New("REDIS_URL: not a valid redis:// or rediss:// URL")}
+	}
+	opts.PoolSize = cfg.RedisPoolSize
+	opts.MinIdleConns = cfg.RedisMinIdle
+	opts.PoolTimeout = cfg.RedisPoolTimeout
+	opts.ConnMaxIdleTime = cfg.RedisIdleTimeout
+	opts.MaxRetries = cfg.RedisMaxRetries
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = -1 // go-redis reads 0 as "default (3)"; -1 is "none"
+	}
+	opts.DialTimeout = max(cfg.RedisOpTimeout, time.Second)
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts), nil
+}
+
+// warm loads the sessions active within SESSION_CACHE_TTL into Redis, in the background.
+func warm(ctx context.Context, cfg config.Config, store *pgsession.Store, cache *authcache.Cache, log *zap.Logger) {
+	n, err := cache.Warm(ctx, func(ctx context.Context) ([]pgsession.Session, error) {
+		return store.Active(ctx, time.Now().Add(-cfg.SessionCacheTTL), cfg.CacheWarmLimit)
+	})
+	if err != nil {
+		log.Warn("cache warming incomplete", zap.Int("sessions", n), zap.Error(err))
+		return
+	}
+	log.Info("cache warmed", zap.Int("sessions", n))
+}
+
+// healthcheck exits 0 iff the admin listener's /readyz answers 200 (Docker HEALTHCHECK).
+func healthcheck(ctx context.Context, adminAddr string) error {
+	host, port, _ := net.SplitHostPort(adminAddr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /readyz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// poolCollector exports the Postgres pool's stats.
+type poolCollector struct {
+	store *pgsession.Store
+	desc  *prometheus.Desc
+}
+
+func newPoolCollector(s *pgsession.Store) *poolCollector {
+	return &poolCollector{store: s, desc: prometheus.NewDesc("authsidecar_postgres_pool_connections",
+		"Postgres pool connections by state.", []string{"state"}, nil)}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.store.Stat()
+	for state, v := range map[string]int32{"total": s.TotalConns(), "idle": s.IdleConns(), "acquired": s.AcquiredConns()} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), state)
+	}
+}
+
+// redisLogger routes go-redis's own log lines (which default to plain text on stderr, and
+// are loudest while Redis is down) into zap.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
