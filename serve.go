@@ -123,8 +123,10 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	log.Info("shutting down", zap.Duration("drain", cfg.ShutdownTimeout))
 	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if serr := errors.Join(public.Shutdown(drain), admin.Shutdown(drain)); serr != nil && err == nil {
-		err = fmt.Errorf("shutdown: %w", serr)
+	if serr := errors.Join(public.Shutdown(drain), admin.Shutdown(drain)); serr != nil {
+		// Streams still open after the drain time are cut: that is what the timeout is for.
+		log.Warn("drain time over; closing remaining connections", zap.Error(serr))
+		_ = errors.Join(public.Close(), admin.Close())
 	}
 	stopBackground()
 	wg.Wait()
