@@ -176,3 +176,13 @@ func variables() []variable {
 	}
 	return vars
 }
+
+// Names lists every configuration variable's environment name, in declaration order.
+func Names() []string {
+	vars := variables()
+	names := make([]string, len(vars))
+	for i, v := range vars {
+		names[i] = v.name
+	}
+	return names
+}

@@ -1,0 +1,11 @@
+// What the app received from the sidecar, decoded: handy with curl.
+//   curl -H 'Authorization: Bearer authsidecar-demo-token' http://localhost:8080/api/me
+import { getIdentity } from '../../identity';
+
+export const dynamic = 'force-dynamic';
+
+export async function GET() {
+  const user = await getIdentity();
+  if (!user) return Response.json({ error: 'no identity headers (is the sidecar in front?)' }, { status: 401 });
+  return Response.json(user);
+}
