@@ -98,9 +98,19 @@ func New(src Source, o Options) *Cache {
 }
 
 // HashToken returns the lowercase hex SHA-256 of a raw token, the only form that is stored.
+// It runs on every request: a token of up to 256 bytes is hashed from a stack copy, and the
+// hex is encoded on the stack, so the returned string is the only allocation.
 func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
+	var sum [sha256.Size]byte
+	if len(token) <= 256 {
+		var buf [256]byte
+		sum = sha256.Sum256(buf[:copy(buf[:], token)])
+	} else {
+		sum = sha256.Sum256([]byte(token))
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // Validate returns the session the token belongs to, ErrInvalid, or an error wrapping
@@ -122,6 +132,7 @@ func (c *Cache) Validate(ctx context.Context, token string) (Result, error) {
 	select {
 	case r := <-ch:
 		if r.Err != nil {
+			c.m.misses.Add(1)
 			c.m.validation(outcomeUnavailable)
 			return Result{}, r.Err
 		}
@@ -142,6 +153,11 @@ func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, s
 	latency := c.opts.Now().Sub(start)
 	c.m.observe(layer, latency)
 	c.logEvent(h, valid, layer, latency)
+	if layer == LayerPostgres {
+		c.m.misses.Add(1)
+	} else {
+		c.m.hits.Add(1)
+	}
 	if !valid {
 		c.m.validation(outcomeInvalid)
 		return Result{}, ErrInvalid
@@ -185,7 +201,6 @@ func (c *Cache) load(h string, gen uint64) (answer, error) {
 			redisOK, epoch = true, l.epoch
 		}
 	}
-	c.m.misses.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
 	defer cancel()
 	s, err := c.src.Lookup(ctx, h)

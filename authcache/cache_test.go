@@ -193,7 +193,8 @@ func TestCachedSessionFitsIn512Bytes(t *testing.T) {
 	if err != nil || n > 512 {
 		t.Fatalf("MEMORY USAGE = %d, %v; want ≤ 512", n, err)
 	}
-	t.Logf("MEMORY USAGE of one cached session: %d bytes", n)
+	size, _ := f.rdb.StrLen(context.Background(), f.prefix+hash).Result()
+	t.Logf("MEMORY USAGE of one cached session: %d bytes (value %d bytes, key %d bytes)", n, size, len(f.prefix+hash))
 }
 
 func TestExpiredCopyInRedisIsRecheckedAgainstPostgres(t *testing.T) {

@@ -14,6 +14,8 @@ func TestCodecRoundTrip(t *testing.T) {
 			Username: "jm", AvatarURL: "https://a/b.png", ExpiresAt: now.Add(time.Hour),
 			LastActivityAt: now, CreatedAt: now.Add(-time.Hour), IPAddress: "::1", UserAgent: "ua\x1f\n%"},
 		{TokenHash: "h", ID: "s", UserID: "u", ExpiresAt: now}, // NULL columns stay NULL
+		{TokenHash: "h", ID: "22222222-2222-4222-a222-2222222222ab", UserID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", ExpiresAt: now},
+		{TokenHash: "h", ID: "22222222-2222-4222-A222-2222222222AB", UserID: "not-a-uuid-but-36-characters-long-xx", ExpiresAt: now},
 	}
 	for _, want := range cases {
 		got, err := decodeSession("h", encodeSession(want))

@@ -38,7 +38,7 @@ var layers = [...]Layer{LayerLocal, LayerRedis, LayerPostgres}
 type metrics struct {
 	validations   [len(outcomeNames)]atomic.Uint64
 	cacheRequests [2][len(resultNames)]atomic.Uint64 // [local, redis][result]
-	misses        atomic.Uint64                      // lookups that reached the Source
+	hits, misses  atomic.Uint64                      // validations answered by a cache / by the Source
 	invalidations [len(reasons)]atomic.Uint64
 	duration      *prometheus.HistogramVec
 	observers     [len(layers)]prometheus.Observer
@@ -84,8 +84,8 @@ func (m *metrics) invalidation(reason string, n int) {
 
 // Counters is a snapshot of the cache's counters since process start.
 type Counters struct {
-	Hits          uint64 // lookups answered by a cache, in-process or Redis
-	Misses        uint64 // lookups that went to the Source
+	Hits          uint64 // validations answered by a cache, in-process or Redis
+	Misses        uint64 // validations that went to the Source (waiters on a shared lookup count too)
 	Errors        uint64 // Redis operations that failed or were refused by the breaker
 	Invalidations uint64 // cached sessions evicted, for any reason
 }
@@ -98,7 +98,7 @@ func (c *Cache) Counters() Counters {
 		inv += m.invalidations[i].Load()
 	}
 	return Counters{
-		Hits:          m.cacheRequests[0][resultHit].Load() + m.cacheRequests[1][resultHit].Load(),
+		Hits:          m.hits.Load(),
 		Misses:        m.misses.Load(),
 		Errors:        m.cacheRequests[1][resultError].Load(),
 		Invalidations: inv,

@@ -1,0 +1,180 @@
+package authcache_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/internal/testenv"
+	"github.com/authsidecar/authsidecar/pgsession"
+)
+
+// checkScenarios is every line Check prints before its summary, in order.
+var checkScenarios = []string{
+	"redis.ping", "redis.set-get", "redis.set-ttl", "redis.exists", "redis.incr-decr",
+	"redis.mset-mget", "redis.hash", "redis.list", "redis.set", "redis.sorted-set", "redis.scan",
+	"redis.info", "redis.dbsize", "redis.pool", "redis.bench-set", "redis.bench-get",
+	"redis.breaker", "redis.cleanup", "postgres.ping", "postgres.lookup-plan",
+}
+
+var checkLine = regexp.MustCompile(`^(PASS|FAIL|SKIP) ([a-z.-]+) (\S.*)$`)
+
+// runCheck runs Check and splits its output into verdicts by scenario and the summary.
+func runCheck(tb testing.TB, o authcache.CheckOptions) (authcache.CheckReport, map[string]string, []string, string) {
+	tb.Helper()
+	var out bytes.Buffer
+	r := authcache.Check(context.Background(), o, &out)
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	verdicts := map[string]string{}
+	var names []string
+	for _, l := range lines[:len(lines)-1] {
+		m := checkLine.FindStringSubmatch(l)
+		if m == nil {
+			tb.Fatalf("malformed check line %q in:\n%s", l, out.String())
+		}
+		verdicts[m[2]] = m[1] + " " + m[3]
+		names = append(names, m[2])
+	}
+	tb.Logf("check output:\n%s", out.String())
+	return r, verdicts, names, lines[len(lines)-1]
+}
+
+// keysUnder lists the keys under prefix.
+func keysUnder(tb testing.TB, rdb *redis.Client, prefix string) []string {
+	tb.Helper()
+	keys, err := rdb.Keys(context.Background(), prefix+"*").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys
+}
+
+func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
+	f := newFixture(t)
+	r, verdicts, names, summary := runCheck(t, authcache.CheckOptions{
+		Redis: f.rdb, Prefix: f.prefix, BreakerFailures: 3, Postgres: f.store,
+	})
+
+	if strings.Join(names, " ") != strings.Join(checkScenarios, " ") {
+		t.Errorf("scenarios = %v, want %v", names, checkScenarios)
+	}
+	for _, name := range checkScenarios {
+		if !strings.HasPrefix(verdicts[name], "PASS ") {
+			t.Errorf("%s: %s", name, verdicts[name])
+		}
+	}
+	if !r.OK() || r.Passed != len(checkScenarios) || r.Failed != 0 || r.Skipped != 0 {
+		t.Errorf("report = %+v", r)
+	}
+	if r.SetOpsPerSec <= authcache.TargetSetOpsPerSec || r.GetOpsPerSec <= authcache.TargetGetOpsPerSec {
+		t.Errorf("throughput SET %.0f GET %.0f ops/s, want above the targets", r.SetOpsPerSec, r.GetOpsPerSec)
+	}
+	wantSummary := "check: " + strconv.Itoa(len(checkScenarios)) + " passed, 0 failed, 0 skipped; SET "
+	if !strings.HasPrefix(summary, wantSummary) || !strings.Contains(summary, "GET ") {
+		t.Errorf("summary = %q, want it to start %q and give GET ops/s", summary, wantSummary)
+	}
+	if !strings.Contains(verdicts["redis.breaker"], "opened after 3 failures") {
+		t.Errorf("breaker = %q, want the configured threshold of 3", verdicts["redis.breaker"])
+	}
+	if !strings.Contains(verdicts["postgres.lookup-plan"], "user_sessions_token_hash_key") {
+		t.Errorf("lookup-plan = %q, want it to name the token_hash index", verdicts["postgres.lookup-plan"])
+	}
+	if keys := keysUnder(t, f.rdb, f.prefix); len(keys) != 0 {
+		t.Errorf("keys left under %s*: %v", f.prefix, keys)
+	}
+}
+
+func TestCheckWithoutRedisSkipsRedisAndChecksPostgres(t *testing.T) {
+	f := newFixture(t)
+	r, verdicts, _, summary := runCheck(t, authcache.CheckOptions{
+		Prefix: f.prefix, BreakerFailures: 5, Postgres: f.store, RedisSkip: "REDIS_URL not set",
+	})
+	for _, name := range checkScenarios[:18] {
+		if verdicts[name] != "SKIP REDIS_URL not set" {
+			t.Errorf("%s: %q, want SKIP REDIS_URL not set", name, verdicts[name])
+		}
+	}
+	for _, name := range checkScenarios[18:] {
+		if !strings.HasPrefix(verdicts[name], "PASS ") {
+			t.Errorf("%s: %q, want PASS", name, verdicts[name])
+		}
+	}
+	if !r.OK() || r.Passed != 2 || r.Skipped != 18 || !strings.Contains(summary, "SET not measured") {
+		t.Errorf("report = %+v, summary %q", r, summary)
+	}
+}
+
+func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
+	deadRedis := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), DialTimeout: time.Second})
+	t.Cleanup(func() { deadRedis.Close() })
+	store, err := pgsession.Open(context.Background(), pgsession.Options{
+		URL: "postgres://postgres@127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) + "/x?sslmode=disable", QueryTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+
+	start := time.Now()
+	r, verdicts, _, _ := runCheck(t, authcache.CheckOptions{Redis: deadRedis, Prefix: "x:", BreakerFailures: 5, Postgres: store})
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("check took %v against closed ports", d)
+	}
+	if r.OK() || r.Failed != 2 || len(r.Failures) != 2 {
+		t.Fatalf("report = %+v, want redis.ping and postgres.ping failed", r)
+	}
+	for name, want := range map[string]string{
+		"redis.ping": "FAIL cannot reach redis at 127.0.0.1:", "redis.set-get": "SKIP redis unreachable",
+		"redis.cleanup": "SKIP redis unreachable", "postgres.ping": "FAIL cannot reach postgres",
+		"postgres.lookup-plan": "SKIP postgres unreachable",
+	} {
+		if !strings.HasPrefix(verdicts[name], want) {
+			t.Errorf("%s: %q, want it to start %q", name, verdicts[name], want)
+		}
+	}
+}
+
+// planSource is a Postgres that answers ping and a fixed plan.
+type planSource struct {
+	plan pgsession.LookupPlan
+	err  error
+}
+
+func (planSource) Ping(context.Context) error { return nil }
+
+func (s planSource) ExplainLookup(context.Context) (pgsession.LookupPlan, error) {
+	return s.plan, s.err
+}
+
+func TestCheckLookupPlanVerdicts(t *testing.T) {
+	tests := []struct {
+		name string
+		src  planSource
+		want string
+	}{
+		{"index scan", planSource{plan: pgsession.LookupPlan{TokenIndex: "tk", Scan: "Index Scan", ScanIndex: "tk"}},
+			"PASS session lookup uses Index Scan on tk"},
+		{"sequential scan", planSource{plan: pgsession.LookupPlan{TokenIndex: "tk", Scan: "Seq Scan"}},
+			"FAIL session lookup reads user_sessions with Seq Scan, not through tk"},
+		{"no unique index", planSource{plan: pgsession.LookupPlan{Scan: "Seq Scan"}},
+			"FAIL platform.user_sessions has no unique index on token_hash"},
+		{"explain fails", planSource{err: errors.New("explain lookup: permission denied")},
+			"FAIL explain lookup: permission denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, verdicts, _, _ := runCheck(t, authcache.CheckOptions{Postgres: tt.src, RedisSkip: "off"})
+			if got := verdicts["postgres.lookup-plan"]; got != tt.want {
+				t.Errorf("lookup-plan = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,276 @@
+package authcache_test
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/internal/testenv"
+)
+
+// specHealth mirrors the SPEC's health document field for field.
+type specHealth struct {
+	Status    string `json:"status"`
+	Timestamp string `json:"timestamp"`
+	Redis     struct {
+		Connected  bool   `json:"connected"`
+		Version    string `json:"version"`
+		Uptime     int64  `json:"uptime"`
+		UsedMemory string `json:"usedMemory"`
+		TotalKeys  int64  `json:"totalKeys"`
+	} `json:"redis"`
+	SessionCache struct {
+		Enabled bool `json:"enabled"`
+		Healthy bool `json:"healthy"`
+		Metrics struct {
+			Hits          uint64  `json:"hits"`
+			Misses        uint64  `json:"misses"`
+			Errors        uint64  `json:"errors"`
+			Invalidations uint64  `json:"invalidations"`
+			Total         uint64  `json:"total"`
+			HitRate       float64 `json:"hitRate"`
+			TTL           int64   `json:"ttl"`
+		} `json:"metrics"`
+		Pool struct {
+			Size      uint32 `json:"size"`
+			Available uint32 `json:"available"`
+			Pending   uint32 `json:"pending"`
+		} `json:"pool"`
+		Breaker string `json:"breaker"`
+	} `json:"sessionCache"`
+	Performance struct {
+		Ping float64 `json:"ping"`
+		Set  float64 `json:"set"`
+		Get  float64 `json:"get"`
+	} `json:"performance"`
+	Errors []string `json:"errors"`
+}
+
+// specKeys is every key of the SPEC's document, as "object.key" paths.
+var specKeys = []string{
+	"errors", "performance", "performance.get", "performance.ping", "performance.set",
+	"redis", "redis.connected", "redis.totalKeys", "redis.uptime", "redis.usedMemory", "redis.version",
+	"sessionCache", "sessionCache.breaker", "sessionCache.enabled", "sessionCache.healthy",
+	"sessionCache.metrics", "sessionCache.metrics.errors", "sessionCache.metrics.hitRate",
+	"sessionCache.metrics.hits", "sessionCache.metrics.invalidations", "sessionCache.metrics.misses",
+	"sessionCache.metrics.total", "sessionCache.metrics.ttl", "sessionCache.pool",
+	"sessionCache.pool.available", "sessionCache.pool.pending", "sessionCache.pool.size",
+	"status", "timestamp",
+}
+
+// keyPaths lists the key paths of a decoded JSON object.
+func keyPaths(prefix string, m map[string]any) []string {
+	var paths []string
+	for k, v := range m {
+		paths = append(paths, prefix+k)
+		if sub, ok := v.(map[string]any); ok {
+			paths = append(paths, keyPaths(prefix+k+".", sub)...)
+		}
+	}
+	slices.Sort(paths)
+	return paths
+}
+
+var humanBytes = regexp.MustCompile(`^\d+(\.\d+)?[BKMGT]$`)
+
+func TestHealthDocumentAssertsEveryField(t *testing.T) {
+	s := newHealthStack(t, withRedis)
+	user := s.db.User(t, testenv.UserSpec{})
+	valid, _ := s.db.Session(t, user, testenv.SessionSpec{})
+	// Local cache off: miss (postgres), hit, hit (redis); unknown: miss, then hit (negative).
+	s.validate(t, valid, 3, true)
+	s.validate(t, "unknown-token", 2, false)
+
+	code, doc := s.get(t)
+	info := s.serverInfo(t)
+	uptime, _ := strconv.ParseInt(info["uptime_in_seconds"], 10, 64)
+	if code != http.StatusOK || doc.Status != "healthy" || doc.Timestamp != s.clock.Now().UTC().Format(time.RFC3339) {
+		t.Errorf("status %d %q at %q", code, doc.Status, doc.Timestamp)
+	}
+	// Keys: the session, the user's index, the negative entry and the probe's own key.
+	if r := doc.Redis; !r.Connected || r.Version != info["redis_version"] || r.Uptime < uptime-1 || r.Uptime > uptime ||
+		!humanBytes.MatchString(r.UsedMemory) || r.TotalKeys != 4 {
+		t.Errorf("redis = %+v, want connected, version %s, uptime %d, human memory, 4 keys", r, info["redis_version"], uptime)
+	}
+	sc := doc.SessionCache
+	if !sc.Enabled || !sc.Healthy || sc.Breaker != "closed" {
+		t.Errorf("sessionCache = %+v", sc)
+	}
+	m := sc.Metrics
+	if m.Hits != 3 || m.Misses != 2 || m.Errors != 0 || m.Invalidations != 0 || m.Total != 5 || m.HitRate != 60.0 || m.TTL != 300 {
+		t.Errorf("metrics = %+v, want 3 hits, 2 misses, 5 total, 60.0%%, ttl 300", m)
+	}
+	if p := sc.Pool; p.Size < 1 || p.Available > p.Size || p.Pending != 0 {
+		t.Errorf("pool = %+v", p)
+	}
+	if p := doc.Performance; p.Ping <= 0 || p.Set <= 0 || p.Get <= 0 || p.Ping >= 100 || p.Set >= 100 || p.Get >= 100 {
+		t.Errorf("performance = %+v, want 0 < ms < 100", p)
+	}
+	if len(doc.Errors) != 0 {
+		t.Errorf("errors = %q", doc.Errors)
+	}
+
+	// One decimal of a repeating fraction; invalidations count evicted sessions.
+	s.validate(t, valid, 1, true)
+	if _, err := s.cache.Invalidate(context.Background(), authcache.Target{Token: valid}, authcache.ReasonAdmin); err != nil {
+		t.Fatal(err)
+	}
+	_, doc = s.get(t)
+	if m := doc.SessionCache.Metrics; m.Hits != 4 || m.Total != 6 || m.HitRate != 66.7 || m.Invalidations != 1 {
+		t.Errorf("metrics = %+v, want 4 hits of 6 = 66.7%%, 1 invalidation", m)
+	}
+}
+
+func TestHealthPoolMapsGoRedisPoolStats(t *testing.T) {
+	s := newHealthStack(t, withRedis)
+	_, doc := s.get(t)
+	// The document is built after the probe, from the same client's stats; nothing else
+	// uses that client here, so they still hold.
+	if p := doc.SessionCache.Pool; p.Size != 1 || p.Available != 1 || p.Pending != 0 {
+		t.Errorf("pool = %+v, want the probe's one idle connection", p)
+	}
+}
+
+func TestHealthTransitions(t *testing.T) {
+	s := newHealthStack(t, withRedis)
+	token, _ := s.db.Session(t, s.db.User(t, testenv.UserSpec{}), testenv.SessionSpec{})
+	steps := []struct {
+		name     string
+		act      func(t *testing.T)
+		code     int
+		status   string
+		breaker  string
+		errorHas string
+	}{
+		{"healthy", func(*testing.T) {}, 200, "healthy", "closed", ""},
+		{"degraded: breaker open", func(t *testing.T) {
+			s.srv.Kill()
+			s.validate(t, token, 2, true) // two Redis failures open the breaker; Postgres answers
+			s.srv.Restart()
+		}, 200, "degraded", "open", "redis circuit breaker is open"},
+		{"unhealthy: redis killed", func(*testing.T) { s.srv.Kill() }, 503, "unhealthy", "open", "redis ping failed"},
+		{"healthy again after restart", func(t *testing.T) {
+			s.srv.Restart()
+			time.Sleep(2100 * time.Millisecond) // past BreakerOpenFor: the next call probes
+			s.validate(t, token, 1, true)
+		}, 200, "healthy", "closed", ""},
+	}
+	for _, step := range steps {
+		step.act(t)
+		code, doc := s.fresh(t)
+		errs := strings.Join(doc.Errors, "; ")
+		if code != step.code || doc.Status != step.status || doc.SessionCache.Breaker != step.breaker ||
+			doc.SessionCache.Healthy != (step.status == "healthy") || doc.Redis.Connected != (step.code == 200) ||
+			!strings.Contains(errs, step.errorHas) || (step.errorHas == "") != (errs == "") {
+			t.Fatalf("%s: HTTP %d %q breaker %q connected %v errors %q; want %d %q breaker %q errors with %q",
+				step.name, code, doc.Status, doc.SessionCache.Breaker, doc.Redis.Connected, errs,
+				step.code, step.status, step.breaker, step.errorHas)
+		}
+	}
+}
+
+func TestHealthDegradedWhenPingIsSlow(t *testing.T) {
+	s := newHealthStack(t, withRedis)
+	s.srv.Pause()
+	time.AfterFunc(150*time.Millisecond, s.srv.Resume)
+	code, doc := s.fresh(t)
+	if code != 200 || doc.Status != "degraded" || doc.Performance.Ping < 100 || doc.SessionCache.Breaker != "closed" ||
+		!slices.Contains(doc.Errors, "redis ping is slow") {
+		t.Fatalf("HTTP %d %q ping %.1fms breaker %q errors %q; want degraded by a ping ≥ 100ms",
+			code, doc.Status, doc.Performance.Ping, doc.SessionCache.Breaker, doc.Errors)
+	}
+}
+
+func TestHealthDisabledWithoutRedis(t *testing.T) {
+	s := newHealthStack(t, noRedis)
+	token, _ := s.db.Session(t, s.db.User(t, testenv.UserSpec{}), testenv.SessionSpec{})
+	s.validate(t, token, 2, true)
+	code, doc := s.get(t)
+	var want specHealth
+	want.Status, want.Timestamp, want.Errors = "disabled", s.clock.Now().UTC().Format(time.RFC3339), []string{}
+	want.SessionCache.Breaker = "disabled"
+	want.SessionCache.Metrics.Misses, want.SessionCache.Metrics.Total, want.SessionCache.Metrics.TTL = 2, 2, 300
+	if code != http.StatusOK || !jsonEqual(t, doc, want) {
+		t.Fatalf("HTTP %d %+v\nwant 200 %+v", code, doc, want)
+	}
+}
+
+func jsonEqual(tb testing.TB, a, b any) bool {
+	tb.Helper()
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		tb.Fatal(err1, err2)
+	}
+	return string(x) == string(y)
+}
+
+func TestHealthProbeRunsAtMostOncePerSecond(t *testing.T) {
+	s := newHealthStack(t, withRedis)
+	probeCommands := []string{"ping", "set", "get", "dbsize"}
+	probes := func(before, after map[string]int) map[string]int {
+		d := map[string]int{}
+		for _, c := range probeCommands {
+			d[c] = after[c] - before[c]
+		}
+		return d
+	}
+	once := map[string]int{"ping": 1, "set": 1, "get": 1, "dbsize": 1}
+	twice := map[string]int{"ping": 2, "set": 2, "get": 2, "dbsize": 2}
+
+	before := s.commandCalls(t)
+	for range 50 {
+		s.get(t)
+	}
+	s.clock.Add(999 * time.Millisecond)
+	for range 20 {
+		s.get(t)
+	}
+	if got := probes(before, s.commandCalls(t)); !maps.Equal(got, once) {
+		t.Fatalf("within one second: probe commands %v, want %v", got, once)
+	}
+	s.clock.Add(time.Millisecond)
+	for range 20 {
+		s.get(t)
+	}
+	if got := probes(before, s.commandCalls(t)); !maps.Equal(got, twice) {
+		t.Fatalf("after one second: probe commands %v, want %v", got, twice)
+	}
+}
+
+func TestHealthConcurrentPollingProbesAtMostOncePerSecond(t *testing.T) {
+	s := newHealthStack(t, withRedis|realClock)
+	before := s.commandCalls(t)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var polls sync.Map
+	for i := range 8 {
+		wg.Go(func() {
+			n := 0
+			for time.Since(start) < 2200*time.Millisecond {
+				s.get(t)
+				n++
+			}
+			polls.Store(i, n)
+		})
+	}
+	wg.Wait()
+	total := 0
+	polls.Range(func(_, n any) bool { total += n.(int); return true })
+	// Probes can start at 0s, ≥1s and ≥2s: three at most in 2.2s, however many polls.
+	if pings := s.commandCalls(t)["ping"] - before["ping"]; pings < 2 || pings > 3 {
+		t.Fatalf("%d polls in 2.2s sent %d PINGs, want 2 or 3", total, pings)
+	}
+	if total < 100 {
+		t.Fatalf("only %d polls in 2.2s; the test did not poll hard", total)
+	}
+}

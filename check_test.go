@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authsidecar/authsidecar/internal/testenv"
+)
+
+// runPlainCheck builds the binary without the race detector, which slows the client side
+// several times over, and runs `check` with env. The throughput targets are about Redis and
+// a production build, not an instrumented one.
+func runPlainCheck(t *testing.T, env map[string]string) (code int, stdout, stderr string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "authsidecar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "check")
+	cmd.Env = envList(env)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run check: %v", err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func TestCheckCommandPassesAgainstRealStoresAndLeavesNoKeys(t *testing.T) {
+	st := newStack(t)
+	code, stdout, stderr := runPlainCheck(t, st.env("", nil))
+	if code != 0 {
+		t.Fatalf("check exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasPrefix(l, "PASS ") {
+			t.Errorf("not a PASS line: %q", l)
+		}
+	}
+	if summary := lines[len(lines)-1]; !strings.HasPrefix(summary, "check: 20 passed, 0 failed, 0 skipped; SET ") {
+		t.Errorf("summary = %q", summary)
+	}
+	keys, err := st.rdb.Keys(context.Background(), st.prefix+"*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("keys left under %s*: %v (err %v)", st.prefix, keys, err)
+	}
+}
+
+func TestCheckCommandFailsClearlyOnDeadRedis(t *testing.T) {
+	st := newStack(t)
+	dead := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	start := time.Now()
+	code, stdout, stderr := runSidecar(t, st.env("", map[string]string{"REDIS_URL": "redis://" + dead + "/0"}), "check")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("check took %v against a closed port", d)
+	}
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	wantOut := "FAIL redis.ping cannot reach redis at " + dead + ": dial tcp " + dead + ": connect: connection refused\n"
+	if !strings.HasPrefix(stdout, wantOut) || !strings.Contains(stdout, "PASS postgres.lookup-plan ") {
+		t.Errorf("stdout:\n%s\nwant it to start %q and still check Postgres", stdout, wantOut)
+	}
+	if !strings.HasPrefix(stderr, "check failed: redis.ping: cannot reach redis at "+dead) {
+		t.Errorf("stderr = %q", stderr)
+	}
+}
+
+func TestCheckCommandWithoutRedisSkipsRedisScenarios(t *testing.T) {
+	st := newStack(t)
+	code, stdout, stderr := runSidecar(t, st.env("", map[string]string{"REDIS_URL": ""}), "check")
+	if code != 0 {
+		t.Fatalf("check exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"SKIP redis.ping REDIS_URL not set\n", "SKIP redis.cleanup REDIS_URL not set\n",
+		"PASS postgres.ping ", "PASS postgres.lookup-plan ", "check: 2 passed, 0 failed, 18 skipped; SET not measured, GET not measured\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+}
