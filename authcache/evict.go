@@ -79,8 +79,8 @@ func (c *Cache) Invalidate(_ context.Context, t Target, reason string) (int, err
 
 // OnChange handles a Postgres change notification (pgsession.ListenHandler.OnEvent).
 func (c *Cache) OnChange(ev pgsession.Event) {
-	if ev.TokenHash != "" && !isTokenHash(ev.TokenHash) {
-		c.log.Warn("ignoring change notification with a malformed token hash")
+	if ev.UserID == "" && !isTokenHash(ev.TokenHash) {
+		c.log.Warn("ignoring change notification without a user id or a well-formed token hash")
 		return
 	}
 	_, _ = c.evict(ev, ReasonNotify) // failures are logged and retried by evict

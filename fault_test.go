@@ -1,0 +1,235 @@
+package main
+
+// Fault tests (issue 3) with real processes: a private redis-server killed, paused and
+// restarted, and Postgres reached through a forwarder that cuts or stalls every connection.
+// For each fault and token class: the status every request gets, how long it took, the
+// health document's status and /readyz, and recovery without a restart.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authsidecar/authsidecar/internal/testenv"
+)
+
+// Fault settings, short so the tests are fast.
+const (
+	opTimeout       = 100 * time.Millisecond // REDIS_OP_TIMEOUT
+	breakerFailures = 3                      // BREAKER_FAILURES
+	breakerOpenFor  = time.Second            // BREAKER_OPEN_FOR
+	dbTimeout       = 500 * time.Millisecond // DB_QUERY_TIMEOUT
+	// slack is what a loaded (race-instrumented, two-CPU) machine may add to a request.
+	slack = 400 * time.Millisecond
+	// fast bounds a request that waits on no timeout at all.
+	fast = opTimeout
+)
+
+// faultRig is a sidecar on a private Redis and a forwarded Postgres.
+type faultRig struct {
+	st    *stack
+	redis *testenv.RedisServer
+	rdb   *redis.Client // on the private server
+	pg    *testenv.Forwarder
+	up    *Upstream
+	sc    *Sidecar
+}
+
+func faultEnv(st *stack, redisURL, dbURL, upstream string, overrides map[string]string) map[string]string {
+	env := st.env(upstream, map[string]string{
+		"REDIS_URL": redisURL, "DATABASE_URL": dbURL, "SESSION_KEY_PREFIX": "session:",
+		"REDIS_OP_TIMEOUT": opTimeout.String(), "BREAKER_FAILURES": fmt.Sprint(breakerFailures),
+		"BREAKER_OPEN_FOR": breakerOpenFor.String(), "DB_QUERY_TIMEOUT": dbTimeout.String(),
+		"LOCAL_CACHE_TTL":   "0", // a "cached" session is cached in Redis, the layer under test
+		"REDIS_MAX_RETRIES": "3", "SHUTDOWN_TIMEOUT": "5s",
+	})
+	for k, v := range overrides {
+		env[k] = v
+	}
+	return env
+}
+
+// echoUser is an upstream that answers with the identity it was given, so a test can tell
+// a right decision from a wrong one.
+func echoUser(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Seen-User", r.Header.Get("X-User-Id"))
+}
+
+func newFaultRig(t *testing.T, overrides map[string]string) *faultRig {
+	t.Helper()
+	st := newStack(t)
+	rig := &faultRig{st: st, redis: testenv.StartRedis(t), pg: testenv.NewForwarder(t, hostOf(t, st.db.URL))}
+	rig.rdb = privateClient(t, rig.redis)
+	rig.up = NewUpstream(t, echoUser)
+	rig.sc = StartSidecar(t, faultEnv(st, rig.redis.URL(), st.db.URLVia(rig.pg.Addr()), rig.up.URL, overrides))
+	return rig
+}
+
+// privateClient is a go-redis client on a private server, closed at cleanup.
+func privateClient(tb testing.TB, srv *testenv.RedisServer) *redis.Client {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// awaitCached waits until the session with this hash is in Redis.
+func (rig *faultRig) awaitCached(t *testing.T, hash string) {
+	t.Helper()
+	eventually(t, 3*time.Second, "session cached in Redis", func() bool {
+		return rig.rdb.Exists(t.Context(), "session:"+hash).Val() == 1
+	})
+}
+
+// token classes
+const (
+	cached   = "valid-and-cached"
+	uncached = "valid-not-cached"
+	invalid  = "invalid"
+	revoked  = "revoked"
+)
+
+var classes = []string{cached, uncached, invalid, revoked}
+
+var shortClass = map[string]string{cached: "cached", uncached: "fresh", invalid: "invalid", revoked: "revoked"}
+
+// tokenSource hands out tokens of a class, each with the user it must resolve to ("" when
+// it must not resolve). Uncached, invalid and revoked tokens are fresh every time, so
+// nothing about them can be cached by an earlier request.
+type tokenSource struct {
+	rig          *faultRig
+	cachedToken  string
+	cachedUserID string
+	seq          int
+}
+
+// newTokens seeds the sessions and caches one of them in Redis.
+func (rig *faultRig) newTokens(t *testing.T) *tokenSource {
+	t.Helper()
+	ts := &tokenSource{rig: rig}
+	var hash string
+	ts.cachedToken, hash, ts.cachedUserID = rig.st.session(t, testenv.SessionSpec{})
+	if r := rig.sc.Get(t, "/api/me", ts.cachedToken); r.Status != http.StatusOK {
+		t.Fatalf("warming the cache: %d %s", r.Status, r.Body)
+	}
+	rig.awaitCached(t, hash)
+	return ts
+}
+
+func (ts *tokenSource) next(t *testing.T, class string) (token, userID string) {
+	t.Helper()
+	ts.seq++
+	switch class {
+	case cached:
+		return ts.cachedToken, ts.cachedUserID
+	case uncached:
+		token, _, userID = ts.rig.st.session(t, testenv.SessionSpec{})
+		return token, userID
+	case revoked:
+		token, _, _ = ts.rig.st.session(t, testenv.SessionSpec{Revoked: true})
+		return token, ""
+	default:
+		return fmt.Sprintf("invalid-%d-%d", time.Now().UnixNano(), ts.seq), ""
+	}
+}
+
+// outcome is one request's answer and its duration.
+type outcome struct {
+	class    string
+	status   int
+	duration time.Duration
+}
+
+// probe sends n requests of every class, interleaved, checking each answer against want
+// (class → status). It returns the outcomes in the order sent.
+func (ts *tokenSource) probe(t *testing.T, n int, want map[string]int) []outcome {
+	t.Helper()
+	sc := ts.rig.sc
+	var outs []outcome
+	for range n {
+		for _, class := range classes {
+			token, userID := ts.next(t, class)
+			r := sc.Get(t, "/api/me", token)
+			outs = append(outs, outcome{class, r.Status, r.Duration})
+			assertDecision(t, class, r, want[class], userID)
+		}
+	}
+	return outs
+}
+
+// assertDecision checks one answer: the wanted status, the right user on a 200, and the
+// SPEC's body and headers on a 503.
+func assertDecision(t *testing.T, class string, r Response, want int, userID string) {
+	t.Helper()
+	if r.Status != want {
+		t.Errorf("%s token: status %d, want %d (body %q)", class, r.Status, want, r.Body)
+		return
+	}
+	switch r.Status {
+	case http.StatusOK:
+		if got := r.Header.Get("X-Seen-User"); got != userID {
+			t.Errorf("%s token: the app saw user %q, want %q", class, got, userID)
+		}
+	case http.StatusServiceUnavailable:
+		if r.Header.Get("Retry-After") == "" || !strings.Contains(r.Body, `"error"`) {
+			t.Errorf("%s token: 503 without Retry-After or JSON body: %v %q", class, r.Header, r.Body)
+		}
+	}
+}
+
+// durations summarises outcomes for the log and checks every one is within max.
+func durations(t *testing.T, label string, outs []outcome, max time.Duration) (slow int) {
+	t.Helper()
+	var parts []string
+	var worst time.Duration
+	for _, o := range outs {
+		parts = append(parts, fmt.Sprintf("%s=%d/%dms", shortClass[o.class], o.status, o.duration.Milliseconds()))
+		worst = maxDuration(worst, o.duration)
+		if o.duration > fast {
+			slow++
+		}
+	}
+	t.Logf("%s: worst %v, %d over %v: %s", label, worst.Round(time.Millisecond), slow, fast, strings.Join(parts, " "))
+	if worst > max {
+		t.Errorf("%s: a request took %v, want ≤ %v", label, worst, max)
+	}
+	return slow
+}
+
+func maxDuration(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// healthStatus is the health document's status field and the HTTP status it came with.
+func healthStatus(t *testing.T, sc *Sidecar) (string, int) {
+	t.Helper()
+	r := sc.Get(t, "/api/health/redis", "")
+	var doc struct{ Status string }
+	if err := json.Unmarshal([]byte(r.Body), &doc); err != nil {
+		t.Fatalf("health document %q: %v", r.Body, err)
+	}
+	return doc.Status, r.Status
+}
+
+// awaitHealth polls the health document until its status is want.
+func awaitHealth(t *testing.T, sc *Sidecar, want string, code int, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "health status "+want, func() bool {
+		s, c := healthStatus(t, sc)
+		return s == want && c == code
+	})
+}
+
+// allValid is what every class gets while Postgres answers.
+var allValid = map[string]int{cached: 200, uncached: 200, invalid: 401, revoked: 401}
+
+// undecidable is what every class gets while only what a cache holds can be answered.
+var undecidable = map[string]int{cached: 200, uncached: 503, invalid: 503, revoked: 503}
