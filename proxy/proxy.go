@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/pgsession"
 )
 
 // Authenticator validates tokens and evicts sessions; *authcache.Cache is one.
@@ -123,40 +124,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, p string, ev *accessEvent) {
-	token, found := tokenFrom(r.Header, h.opts.SessionCookie)
-	if !found || !validToken(token) {
-		writeError(w, errUnauthorized)
+	token, s, ok := h.authenticate(w, r, ev)
+	if !ok {
 		return
 	}
-	res, err := h.opts.Auth.Validate(r.Context(), token)
-	ev.layer = res.Layer
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	ev.userID = res.Session.UserID
-	setIdentity(r.Header, res.Session)
+	setIdentity(r.Header, s)
 	r, stop := h.watch(h.markLogout(r, p), token)
 	defer stop()
 	h.forward(w, r)
 }
 
 func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request, ev *accessEvent) {
+	_, s, ok := h.authenticate(w, r, ev)
+	if !ok {
+		return
+	}
+	setIdentity(w.Header(), s)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, newValidation(s))
+}
+
+// authenticate validates the request's token; when it cannot, it has answered the request.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, ev *accessEvent) (string, pgsession.Session, bool) {
 	token, found := tokenFrom(r.Header, h.opts.SessionCookie)
 	if !found || !validToken(token) {
 		writeError(w, errUnauthorized)
-		return
+		return "", pgsession.Session{}, false
 	}
 	res, err := h.opts.Auth.Validate(r.Context(), token)
 	ev.layer = res.Layer
 	if err != nil {
 		h.fail(w, r, err)
-		return
+		return "", pgsession.Session{}, false
 	}
 	ev.userID = res.Session.UserID
-	setIdentity(w.Header(), res.Session)
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, newValidation(res.Session))
+	return token, res.Session, true
 }
 
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
