@@ -144,11 +144,12 @@ func TestBlackboxIdentityHeadersArePercentEncoded(t *testing.T) {
 	}
 }
 
-// wsUpstream answers a WebSocket-style upgrade by hijacking the connection and echoing every
-// line back; it records the identity it was given.
-func wsUpstream(tb testing.TB) *Upstream {
-	tb.Helper()
-	return NewUpstream(tb, func(w http.ResponseWriter, r *http.Request) {
+// echoWebSocket answers a WebSocket-style upgrade by hijacking the connection and echoing
+// every line back as "echo <line>"; the 101 names the X-User-Id it was given in X-Echo-User.
+// Unless closed is nil, each upgraded connection sends on it a channel that is closed once
+// the app's side of that connection is gone.
+func echoWebSocket(closed chan<- chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
 			return
@@ -157,52 +158,79 @@ func wsUpstream(tb testing.TB) *Upstream {
 		if err != nil {
 			return
 		}
+		if closed != nil {
+			done := make(chan struct{})
+			closed <- done
+			defer close(done)
+		}
 		defer conn.Close()
 		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Echo-User: %s\r\n\r\n", r.Header.Get("X-User-Id"))
-		_ = rw.Flush()
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if rw.Flush() != nil {
+			return
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second)) // bounded even if nobody closes it
 		for {
 			line, err := rw.ReadString('\n')
 			if err != nil {
-				return
+				return // the sidecar closed its side
 			}
 			_, _ = rw.WriteString("echo " + line)
-			_ = rw.Flush()
+			if rw.Flush() != nil {
+				return
+			}
 		}
-	})
+	}
+}
+
+// dialWebSocket sends a WebSocket upgrade of /ws through the sidecar, with the token as a
+// Bearer token and the extra header, and fails unless it is answered 101.
+func dialWebSocket(tb testing.TB, sc *Sidecar, token string, extra http.Header) (net.Conn, *bufio.Reader, *http.Response) {
+	tb.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(sc.URL, "http://"), 5*time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer %s\r\n", token)
+	_ = extra.Write(conn)
+	_, _ = io.WriteString(conn, "\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		tb.Fatalf("read upgrade response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		tb.Fatalf("upgrade answered %d, want 101", resp.StatusCode)
+	}
+	return conn, br, resp
+}
+
+// wsEcho sends one line on an upgraded connection and checks that it comes back echoed.
+func wsEcho(tb testing.TB, conn net.Conn, br *bufio.Reader, line string) {
+	tb.Helper()
+	if _, err := io.WriteString(conn, line+"\n"); err != nil {
+		tb.Fatal(err)
+	}
+	if got, err := br.ReadString('\n'); err != nil || got != "echo "+line+"\n" {
+		tb.Fatalf("echo %q (%v), want %q", got, err, "echo "+line+"\n")
+	}
 }
 
 func TestBlackboxWebSocketUpgradePassesThrough(t *testing.T) {
 	t.Parallel()
 	st := newStack(t)
-	up := wsUpstream(t)
+	up := NewUpstream(t, echoWebSocket(nil))
 	sc := StartSidecar(t, st.env(up.URL, nil))
 	token, _, userID := st.session(t, testenv.SessionSpec{})
 
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(sc.URL, "http://"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer %s\r\nX-User-Id: spoofed\r\n\r\n", token)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("read upgrade response: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("X-Echo-User") != userID {
-		t.Fatalf("upgrade answered %d, X-Echo-User %q (want 101, %q)", resp.StatusCode, resp.Header.Get("X-Echo-User"), userID)
+	conn, br, resp := dialWebSocket(t, sc, token, http.Header{"X-User-Id": {"spoofed"}})
+	if got := resp.Header.Get("X-Echo-User"); got != userID {
+		t.Fatalf("upgrade answered X-Echo-User %q, want %q", got, userID)
 	}
 	for i := range 3 {
-		msg := fmt.Sprintf("message %d\n", i)
-		if _, err := io.WriteString(conn, msg); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := br.ReadString('\n'); err != nil || got != "echo "+msg {
-			t.Fatalf("echo %q (%v), want %q", got, err, "echo "+msg)
-		}
+		wsEcho(t, conn, br, fmt.Sprintf("message %d", i))
 	}
 
 	// Without a session the upgrade never reaches the app.

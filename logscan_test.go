@@ -62,8 +62,7 @@ func (r *logscanRun) do(t *testing.T, path, bearer string, header map[string]str
 
 func (r *logscanRun) admin(t *testing.T, bearer, body string, want int) {
 	t.Helper()
-	req := newRequest(t, http.MethodPost, r.sc.AdminURL+"/admin/invalidate", bearer, strings.NewReader(body))
-	if got := r.sc.Do(t, req); got.Status != want {
+	if got := r.sc.Invalidate(t, bearer, body); got.Status != want {
 		t.Fatalf("admin invalidate: %d, want %d: %s", got.Status, want, got.Body)
 	}
 }

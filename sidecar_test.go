@@ -153,8 +153,11 @@ func StartSidecar(tb testing.TB, env map[string]string) *Sidecar {
 				start := time.Now()
 				code := s.Stop(tb)
 				tb.Logf("authsidecar stopped in %v", time.Since(start).Round(time.Millisecond))
-				if code != 0 {
+				switch {
+				case code != 0:
 					tb.Errorf("authsidecar exited %d at cleanup; stderr:\n%s", code, s.Stderr())
+				case tb.Failed():
+					tb.Logf("authsidecar output:\n%s", s.Stderr())
 				}
 			})
 			return s
@@ -333,6 +336,15 @@ func (s *Sidecar) Get(tb testing.TB, path, token string) Response {
 func (s *Sidecar) Admin(tb testing.TB, path string) Response {
 	tb.Helper()
 	return s.Do(tb, newRequest(tb, http.MethodGet, s.AdminURL+path, "", nil))
+}
+
+// Invalidate posts body to /admin/invalidate on the internal listener, with the bearer
+// token unless empty.
+func (s *Sidecar) Invalidate(tb testing.TB, bearer, body string) Response {
+	tb.Helper()
+	req := newRequest(tb, http.MethodPost, s.AdminURL+"/admin/invalidate", bearer, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	return s.Do(tb, req)
 }
 
 func newRequest(tb testing.TB, method, url, token string, body io.Reader) *http.Request {

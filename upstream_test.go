@@ -94,12 +94,7 @@ type stack struct {
 func newStack(tb testing.TB) *stack {
 	tb.Helper()
 	db := testenv.NewDB(tb)
-	opts, err := redis.ParseURL(testenv.RedisURL(tb))
-	if err != nil {
-		tb.Fatalf("parse %s: %v", testenv.EnvRedisURL, err)
-	}
-	rdb := redis.NewClient(opts)
-	tb.Cleanup(func() { rdb.Close() })
+	rdb := testenv.NewRedisClient(tb)
 	return &stack{db: db, rdb: rdb, prefix: testenv.Prefix(tb, rdb)}
 }
 

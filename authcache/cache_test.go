@@ -29,17 +29,8 @@ type fixture struct {
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
 	db := testenv.NewDB(tb)
-	store, err := pgsession.Open(context.Background(), pgsession.Options{URL: db.URL, QueryTimeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(store.Close)
-	opts, err := redis.ParseURL(testenv.RedisURL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	tb.Cleanup(func() { rdb.Close() })
+	store := db.OpenStore(tb)
+	rdb := testenv.NewRedisClient(tb)
 	return &fixture{db: db, store: store, src: &countingSource{src: store}, rdb: rdb, prefix: testenv.Prefix(tb, rdb)}
 }
 

@@ -80,15 +80,9 @@ func evRedis(t *testing.T) (*redis.Client, string) {
 
 func evClient(t *testing.T, url string) (*redis.Client, string) {
 	t.Helper()
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.MaxRetries = -1
-	opt.DialTimeout = 200 * time.Millisecond
-	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, url, func(o *redis.Options) {
+		o.MaxRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, 200*time.Millisecond, true
+	})
 	return rdb, testenv.Prefix(t, rdb)
 }
 
@@ -328,12 +322,7 @@ func TestUserEvictionCatchesASessionFilledWhileItRuns(t *testing.T) {
 	src := newEvSource()
 	src.add("old", "u")
 	h := src.add("new", "u")
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.NewRedisClient(t)
 	c := evCache(t, src, rdb, prefix)
 	evValid(t, c, "old")
 

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +21,8 @@ import (
 
 	"github.com/authsidecar/authsidecar/authcache"
 	"github.com/authsidecar/authsidecar/internal/testenv"
-	"github.com/authsidecar/authsidecar/pgsession"
 	"github.com/authsidecar/authsidecar/proxy"
 )
-
-// healthClock is a settable clock; the probe is re-run only when it moves by a second.
-type healthClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *healthClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *healthClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // healthStack is a cache on its own redis-server (so keys, commands and outages are the
 // test's alone) behind the public handler.
@@ -51,8 +31,8 @@ type healthStack struct {
 	srv   *testenv.RedisServer // nil without Redis
 	rdb   *redis.Client        // a client of the test's own, for INFO
 	cache *authcache.Cache
-	clock *healthClock
-	url   string // HEALTH_PATH on the handler
+	clock *testenv.Clock // the probe is re-run only when it moves by a second
+	url   string         // HEALTH_PATH on the handler
 }
 
 // Stack variants.
@@ -64,12 +44,8 @@ const (
 
 func newHealthStack(tb testing.TB, variant int) *healthStack {
 	tb.Helper()
-	s := &healthStack{db: testenv.NewDB(tb), clock: &healthClock{t: time.Now()}}
-	store, err := pgsession.Open(context.Background(), pgsession.Options{URL: s.db.URL, QueryTimeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(store.Close)
+	s := &healthStack{db: testenv.NewDB(tb), clock: testenv.NewClock(time.Now())}
+	store := s.db.OpenStore(tb)
 	o := authcache.Options{
 		Prefix: "health:", SessionTTL: 5 * time.Minute, NegativeTTL: time.Minute,
 		OpTimeout: 300 * time.Millisecond, LookupTimeout: 2 * time.Second,
@@ -97,14 +73,9 @@ func newHealthStack(tb testing.TB, variant int) *healthStack {
 // and no retries, so an outage shows at once.
 func redisClient(tb testing.TB, rawURL string) *redis.Client {
 	tb.Helper()
-	opts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opts.MaxRetries, opts.ContextTimeoutEnabled = -1, true
-	rdb := redis.NewClient(opts)
-	tb.Cleanup(func() { rdb.Close() })
-	return rdb
+	return testenv.RedisClient(tb, rawURL, func(o *redis.Options) {
+		o.MaxRetries, o.ContextTimeoutEnabled = -1, true
+	})
 }
 
 // get fetches the document, checks it has exactly the SPEC's keys, and decodes it strictly.

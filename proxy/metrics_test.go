@@ -2,24 +2,20 @@ package proxy_test
 
 import (
 	"bufio"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/authsidecar/authsidecar/authcache"
 	"github.com/authsidecar/authsidecar/internal/testenv"
-	"github.com/authsidecar/authsidecar/pgsession"
 	"github.com/authsidecar/authsidecar/proxy"
 )
 
@@ -30,40 +26,18 @@ const metricsAdminToken = "metrics-test-admin-token"
 type metricsStack struct {
 	db            *testenv.DB
 	public, admin string
-	now           time.Time
-	mu            sync.Mutex
-}
-
-func (s *metricsStack) clock() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.now
-}
-
-func (s *metricsStack) advance(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = s.now.Add(d)
+	clock         *testenv.Clock
 }
 
 func newMetricsStack(tb testing.TB) *metricsStack {
 	tb.Helper()
-	s := &metricsStack{db: testenv.NewDB(tb), now: time.Now()}
-	store, err := pgsession.Open(context.Background(), pgsession.Options{URL: s.db.URL, QueryTimeout: 2 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(store.Close)
-	opts, err := redis.ParseURL(testenv.RedisURL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	tb.Cleanup(func() { rdb.Close() })
+	s := &metricsStack{db: testenv.NewDB(tb), clock: testenv.NewClock(time.Now())}
+	store := s.db.OpenStore(tb)
+	rdb := testenv.NewRedisClient(tb)
 	cache := authcache.New(store, authcache.Options{
 		Redis: rdb, Prefix: testenv.Prefix(tb, rdb), SessionTTL: 5 * time.Minute, NegativeTTL: 5 * time.Second,
 		LocalTTL: 10 * time.Second, LocalSize: 1000, OpTimeout: time.Second, LookupTimeout: 2 * time.Second,
-		BreakerFailures: 5, BreakerOpenFor: time.Second, Now: s.clock,
+		BreakerFailures: 5, BreakerOpenFor: time.Second, Now: s.clock.Now,
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), cache)
@@ -149,7 +123,7 @@ func TestMetricsCountEachRequestExactly(t *testing.T) {
 	send(t, "GET", app, "", "", 401)                              // no token: no validation
 	send(t, "GET", s.public+"/api/auth/validate", valid, "", 200) // local hit
 	send(t, "GET", s.public+"/api/health/redis", "", "", 200)     // no validation
-	s.advance(11 * time.Second)                                   // local entries expire; Redis's do not
+	s.clock.Add(11 * time.Second)                                 // local entries expire; Redis's do not
 	send(t, "GET", app, valid, "", 200)                           // local miss, redis hit
 	send(t, "GET", app, unknown, "", 401)                         // local miss, redis hit (negative)
 	send(t, "GET", s.public+"/api/auth/logout", valid, "", 200)   // local hit, then logout eviction

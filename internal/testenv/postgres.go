@@ -93,6 +93,18 @@ func withPath(tb testing.TB, dsn, database string) string {
 	return u.String()
 }
 
+// OpenStore opens a pgsession.Store on this database with a 2 s query timeout, closed at
+// cleanup.
+func (db *DB) OpenStore(tb testing.TB) *pgsession.Store {
+	tb.Helper()
+	store, err := pgsession.Open(context.Background(), pgsession.Options{URL: db.URL, QueryTimeout: 2 * time.Second})
+	if err != nil {
+		tb.Fatalf("testenv: open store: %v", err)
+	}
+	tb.Cleanup(store.Close)
+	return store
+}
+
 // UserSpec describes a seeded user. Empty fields are stored as NULL, except Email,
 // which defaults to a unique random address.
 type UserSpec struct {

@@ -26,6 +26,28 @@ func RedisURL(tb testing.TB) string {
 	return requireEnv(tb, EnvRedisURL)
 }
 
+// NewRedisClient returns a client of the shared test Redis, closed at cleanup.
+func NewRedisClient(tb testing.TB) *redis.Client {
+	tb.Helper()
+	return RedisClient(tb, RedisURL(tb), nil)
+}
+
+// RedisClient returns a client of the Redis at rawURL, closed at cleanup; configure, unless
+// nil, adjusts the options parsed from the URL first.
+func RedisClient(tb testing.TB, rawURL string, configure func(*redis.Options)) *redis.Client {
+	tb.Helper()
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		tb.Fatalf("testenv: parse Redis URL: %v", err)
+	}
+	if configure != nil {
+		configure(opts)
+	}
+	rdb := redis.NewClient(opts)
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
 // Prefix returns a key prefix unique to the test ("test:<random>:") and deletes every key
 // under it at cleanup, so tests can share one Redis.
 func Prefix(tb testing.TB, rdb *redis.Client) string {

@@ -95,15 +95,9 @@ func TestForwarderPauseStallsWithoutClosing(t *testing.T) {
 
 func TestStartRedisKillRestart(t *testing.T) {
 	srv := testenv.StartRedis(t, testenv.RedisPassword("s3cret"))
-	opt, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.MaxRetries = -1
-	opt.DialTimeout = 200 * time.Millisecond
-	opt.ReadTimeout = 200 * time.Millisecond
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, srv.URL(), func(o *redis.Options) {
+		o.MaxRetries, o.DialTimeout, o.ReadTimeout = -1, 200*time.Millisecond, 200*time.Millisecond
+	})
 	ctx := context.Background()
 
 	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
