@@ -67,25 +67,24 @@ func run(ctx context.Context, args []string, env map[string]string, stdout, stde
 		fmt.Fprintln(stdout, "authsidecar", version)
 		return nil
 	}
-	cfg, err := config.Load(env)
+	// The variables each subcommand needs; the others may stay unset.
+	required, known := map[string][]string{
+		"serve": {"UPSTREAM_URL", "DATABASE_URL"}, "check": {"DATABASE_URL"}, "healthcheck": nil,
+	}[cmd]
+	if !known {
+		config.Usage(stderr)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+	cfg, err := config.Load(env, required...)
 	if err != nil {
 		return usageError{err}
 	}
 	switch cmd {
 	case "serve":
-		if err := cfg.Require("UPSTREAM_URL", "DATABASE_URL"); err != nil {
-			return usageError{err}
-		}
 		return serve(ctx, cfg, stderr)
 	case "check":
-		if err := cfg.Require("DATABASE_URL"); err != nil {
-			return usageError{err}
-		}
 		return check(ctx, cfg, stdout)
-	case "healthcheck":
-		return healthcheck(ctx, cfg.AdminAddr)
 	default:
-		config.Usage(stderr)
-		return usageError{fmt.Errorf("unknown command %q", cmd)}
+		return healthcheck(ctx, cfg.AdminAddr)
 	}
 }

@@ -199,8 +199,8 @@ func (c *Cache) onPeerEviction(payload string) {
 }
 
 // retryQueue holds Redis evictions that failed, so a revocation made while Redis was
-// unreachable still lands once it is back. It is bounded: past maxRetries the oldest
-// guarantee is lost, which is logged at Error.
+// unreachable still lands once it is back. It is bounded: past maxRetries it stops
+// remembering single evictions and instead flushes every cached session once Redis answers.
 type retryQueue struct {
 	mu      sync.Mutex
 	pending map[pgsession.Event]struct{}
@@ -222,6 +222,13 @@ func (q *retryQueue) add(ev pgsession.Event) {
 	q.pending[ev] = struct{}{}
 }
 
+// overflow forgets single evictions in favour of one flush.
+func (q *retryQueue) overflow() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending, q.dropped = nil, true
+}
+
 func (q *retryQueue) take() (map[pgsession.Event]struct{}, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -238,16 +245,26 @@ func (c *Cache) retryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			c.retryPending()
 		}
-		pending, dropped := c.retry.take()
-		if dropped {
-			c.log.Error("redis eviction queue overflowed while redis was down; some revoked sessions may stay cached until their TTL",
-				zap.Int("limit", maxRetries))
+	}
+}
+
+// retryPending replays the evictions that failed, or flushes everything after an overflow.
+func (c *Cache) retryPending() {
+	pending, overflowed := c.retry.take()
+	if overflowed {
+		if err := c.redis.flush(); err != nil {
+			c.retry.overflow() // still unreachable: flush on a later tick
+			return
 		}
-		for ev := range pending {
-			if _, err := c.evictRedis(ev); err != nil {
-				c.retry.add(ev)
-			}
+		c.log.Warn("flushed every cached session: more evictions failed while redis was down than could be remembered",
+			zap.Int("limit", maxRetries))
+		return
+	}
+	for ev := range pending {
+		if _, err := c.evictRedis(ev); err != nil {
+			c.retry.add(ev)
 		}
 	}
 }

@@ -18,11 +18,10 @@ const localShards = 64
 // the shard lock; a fill carries the gen it saw before its lookup and is dropped, under the
 // same lock, if gen has moved since.
 type local struct {
-	gen       atomic.Uint64
-	perShard  int
-	used      uint // shards in use: fewer than localShards when size is smaller, so the bound holds
-	shards    [localShards]localShard
-	evictions atomic.Uint64 // entries dropped to respect the size bound
+	gen      atomic.Uint64
+	perShard int
+	used     uint // shards in use: fewer than localShards when size is smaller, so the bound holds
+	shards   [localShards]localShard
 }
 
 type localShard struct {
@@ -82,7 +81,6 @@ func (l *local) put(tokenHash string, e localEntry, gen uint64) {
 		// random eviction without the per-hit bookkeeping an LRU needs.
 		for k := range s.entries {
 			delete(s.entries, k)
-			l.evictions.Add(1)
 			break
 		}
 	}

@@ -186,6 +186,32 @@ func (s *store) evictUserOnce(ctx context.Context, userID string, event []byte) 
 	return evicted, err
 }
 
+// flush deletes every key under the prefix (sessions, negative entries, user indexes) and
+// bumps the epoch, for when evictions were lost. It SCANs: it runs only after an overflow.
+func (s *store) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	iter := s.rdb.Scan(ctx, 0, s.prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			if err := s.rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		if err := s.rdb.Unlink(ctx, batch...).Err(); err != nil {
+			return err
+		}
+	}
+	return s.rdb.Incr(ctx, s.epochKey()).Err()
+}
+
 func isSuccessful(err error) bool {
 	return err == nil || errors.Is(err, redis.Nil)
 }

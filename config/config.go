@@ -7,8 +7,6 @@
 package config
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 	"net/url"
 	"reflect"
@@ -102,9 +100,10 @@ type Config struct {
 //
 // The error joins one error per problem, each a single line
 // "NAME: what is wrong" naming the environment variable; it never contains a
-// URL, DSN or token. On error Load returns the zero Config, so check
-// Require only after Load succeeds.
-func Load(environ map[string]string) (Config, error) {
+// URL, DSN or token. required names the variables the caller's subcommand needs;
+// each one left unset is a problem too, reported with the others. On error Load
+// returns the zero Config.
+func Load(environ map[string]string, required ...string) (Config, error) {
 	if environ == nil {
 		// A nil Environment makes caarlos0/env fall back to os.Environ.
 		environ = map[string]string{}
@@ -119,32 +118,15 @@ func Load(environ map[string]string) (Config, error) {
 	}))
 	c.normalize(p)
 	c.validate(p)
+	for _, name := range required {
+		if environ[name] == "" {
+			p.add(name, "required but not set")
+		}
+	}
 	if err := p.err(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
-}
-
-// Require returns one error per listed environment variable whose value in c
-// is empty (a subcommand needs it but it was not set), and one per name that
-// is not a variable of Config at all.
-func (c Config) Require(names ...string) error {
-	byName := make(map[string]variable)
-	for _, v := range variables() {
-		byName[v.name] = v
-	}
-	value := reflect.ValueOf(c)
-	var errs []error
-	for _, name := range names {
-		v, ok := byName[name]
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("%s: not a configuration variable", name))
-		case value.Field(v.index).IsZero():
-			errs = append(errs, fmt.Errorf("%s: required but not set", name))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // variable is one environment variable, as declared by a field of Config.

@@ -18,6 +18,7 @@ func badValues() []badValue {
 		{"UPSTREAM_URL", "ftp://app:21"},
 		{"UPSTREAM_URL", "app:3000"},
 		{"UPSTREAM_URL", "http:///path-only"},
+		{"UPSTREAM_URL", "http://app:3000/?x=1"},
 		{"DATABASE_URL", "postgres://db:notaport/app"},
 		{"DATABASE_URL", "host=db sslmode=sometimes"},
 		{"REDIS_URL", "http://cache:6379"},
@@ -134,27 +135,16 @@ func TestLoadNeverEchoesPasswords(t *testing.T) {
 	}
 }
 
-func TestRequireReportsEachEmptyVariable(t *testing.T) {
-	c := mustLoad(t, map[string]string{"UPSTREAM_URL": "http://app:3000"})
-	if err := c.Require("UPSTREAM_URL", "LISTEN_ADDR"); err != nil {
-		t.Errorf("Require(set variables) = %v, want nil", err)
-	}
-	if err := c.Require(); err != nil {
-		t.Errorf("Require() = %v, want nil", err)
-	}
-	err := c.Require("DATABASE_URL", "UPSTREAM_URL", "REDIS_URL", "NO_SUCH_VAR")
+func TestRequiredVariablesAreReportedWithTheOtherProblems(t *testing.T) {
+	environ := map[string]string{"UPSTREAM_URL": "http://app:3000", "LISTEN_ADDR": "nope"}
+	_, err := config.Load(environ, "UPSTREAM_URL", "DATABASE_URL")
 	want := "DATABASE_URL: required but not set\n" +
-		"REDIS_URL: required but not set\n" +
-		"NO_SUCH_VAR: not a configuration variable"
+		"LISTEN_ADDR: \"nope\" is not host:port"
 	if err == nil || err.Error() != want {
-		t.Errorf("Require error =\n%v\nwant\n%s", err, want)
+		t.Errorf("Load error =\n%v\nwant\n%s", err, want)
 	}
-}
-
-func TestRequireTreatsNoneAsUnset(t *testing.T) {
-	c := mustLoad(t, map[string]string{"DB_NOTIFY_CHANNEL": "none"})
-	if err := c.Require("DB_NOTIFY_CHANNEL"); err == nil {
-		t.Error("Require(DB_NOTIFY_CHANNEL) = nil after none, want an error")
+	if _, err := config.Load(environ); err == nil || strings.Contains(err.Error(), "required") {
+		t.Errorf("without required names: %v", err)
 	}
 }
 

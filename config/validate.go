@@ -65,7 +65,7 @@ func (c *Config) validate(p *problems) {
 	p.check("DB_MAX_CONNS", positive(c.DBMaxConns))
 	p.check("DB_QUERY_TIMEOUT", positive(c.DBQueryTimeout))
 	p.check("DB_NOTIFY_CHANNEL", checkChannel(c.DBNotifyChannel))
-	p.check("LOG_LEVEL", oneOf(c.LogLevel, "debug", "info", "warn", "error"))
+	p.check("LOG_LEVEL", oneOf(c.LogLevel, "debug", "info", "warn", "error", "dpanic", "panic", "fatal"))
 	p.check("LOG_FORMAT", oneOf(c.LogFormat, "json", "console"))
 	p.check("SHUTDOWN_TIMEOUT", positive(c.ShutdownTimeout))
 }
@@ -113,6 +113,8 @@ func checkUpstream(u *url.URL) error {
 		return errors.New("scheme must be http or https")
 	case u.Host == "":
 		return errors.New("has no host")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("must not have a query or fragment (it would be merged into every request)")
 	}
 	return nil
 }

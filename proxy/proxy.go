@@ -35,22 +35,33 @@ type HealthReporter interface {
 
 // Options configures a Handler.
 type Options struct {
-	Upstream       *url.URL
-	Auth           Authenticator
-	Health         HealthReporter
-	PublicPaths    []string // cleaned paths; each matches itself and its subtree
-	LogoutPaths    []string
+	// Upstream is the app's base URL; every forwarded request goes there.
+	Upstream *url.URL
+	// Auth validates tokens and evicts logged-out sessions.
+	Auth Authenticator
+	// Health builds the document served at HealthPath.
+	Health HealthReporter
+	// PublicPaths are cleaned paths forwarded without validation; each matches itself and
+	// its subtree.
+	PublicPaths []string
+	// LogoutPaths evict the presented session once the app answers them with 2xx.
+	LogoutPaths []string
+	// TrustedProxies are the peers whose X-Forwarded-* and similar headers are kept.
 	TrustedProxies []netip.Prefix
-	SessionCookie  string // "" reads tokens from Authorization only
-	ValidatePath   string
-	HealthPath     string
+	// SessionCookie names the cookie read when there is no bearer token; "" reads tokens
+	// from Authorization only.
+	SessionCookie string
+	// ValidatePath and HealthPath are answered by the sidecar itself (GET and HEAD).
+	ValidatePath, HealthPath string
 	// Transport reaches the upstream; nil means NewTransport().
 	Transport http.RoundTripper
 	// Revalidate is how often a long-lived request (WebSocket, stream) re-checks its
 	// session; it is closed once the session is revoked or expires. Zero means one second.
 	Revalidate time.Duration
-	Logger     *zap.Logger
-	Registerer prometheus.Registerer // nil: metrics are not registered
+	// Logger receives the access log and upstream errors; nil discards them.
+	Logger *zap.Logger
+	// Registerer receives the handler's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Handler is the public listener's http.Handler.
@@ -111,10 +122,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Forward the resolved path, so the app serves exactly what was authorised.
 		r.URL.Path, r.URL.RawPath = p, ""
 	}
+	own := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch {
-	case p == h.opts.ValidatePath:
+	case ambiguousPath(p):
+		writeError(rw, errBadRequest)
+	case own && p == h.opts.ValidatePath:
 		h.serveValidate(rw, r, &ev)
-	case p == h.opts.HealthPath:
+	case own && p == h.opts.HealthPath:
 		h.serveHealth(rw, r)
 	case matchesAny(p, h.opts.PublicPaths):
 		h.forward(rw, h.markLogout(r, p))
@@ -207,6 +221,31 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		return
 	}
 	pr.SetXForwarded()
+	for k := range pr.Out.Header {
+		if isProxyHeader(k) {
+			delete(pr.Out.Header, k)
+		}
+	}
+}
+
+// isProxyHeader reports headers that only a proxy in front should set: the app may read
+// them as the client's address or as the path to serve (X-Original-URL), so they are kept
+// only from TRUSTED_PROXIES. Rewrite has already replaced the standard X-Forwarded-* trio.
+func isProxyHeader(k string) bool {
+	switch k {
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
+		return false
+	case "X-Real-Ip", "X-Client-Ip", "X-Original-Url", "X-Original-Uri", "X-Rewrite-Url":
+		return true
+	}
+	return hasFoldPrefix(k, "x-forwarded-")
+}
+
+// ambiguousPath reports a path that other servers may resolve differently from path.Clean:
+// a dot-segment carrying ";" parameters (Tomcat and Spring read "/public/..;/api" as "/api")
+// or a backslash (read as "/" by some). It is refused rather than guessed.
+func ambiguousPath(p string) bool {
+	return strings.ContainsRune(p, '\\') || strings.Contains(p, "/..;") || strings.Contains(p, "/.;")
 }
 
 func (h *Handler) trusted(remoteAddr string) bool {

@@ -13,6 +13,7 @@ import (
 var (
 	errUnauthorized = authcache.ErrInvalid
 	errBadGateway   = errors.New("proxy: upstream unreachable")
+	errBadRequest   = errors.New("proxy: ambiguous request path")
 )
 
 // statusClientClosed is logged, never sent, for a client that hung up (nginx's 499).
@@ -28,6 +29,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnauthorized, "unauthorized"
 	case errors.Is(err, errBadGateway):
 		return http.StatusBadGateway, "bad gateway"
+	case errors.Is(err, errBadRequest):
+		return http.StatusBadRequest, "bad request"
 	default:
 		return http.StatusServiceUnavailable, "session store unavailable"
 	}

@@ -59,12 +59,37 @@ func validToken(t string) bool {
 // lower-cased with '_' read as '-', start with "x-user-" or "x-session-" or equal
 // "x-auth-signature". Go keeps names with '_' un-canonicalised, so the check runs on each
 // name as sent.
+//
+// A client could also name the identity headers in Connection, which makes ReverseProxy
+// drop them as hop-by-hop after they were set: those names are taken out of Connection.
 func stripIdentity(h http.Header) {
 	for k := range h {
 		if isIdentityHeader(k) {
 			delete(h, k)
 		}
 	}
+	if c, ok := h["Connection"]; ok && connectionNamesIdentity(c) {
+		var keep []string
+		for _, v := range c {
+			for tok := range strings.SplitSeq(v, ",") {
+				if tok = strings.TrimSpace(tok); tok != "" && !isIdentityHeader(tok) {
+					keep = append(keep, tok)
+				}
+			}
+		}
+		h["Connection"] = []string{strings.Join(keep, ", ")}
+	}
+}
+
+func connectionNamesIdentity(values []string) bool {
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			if isIdentityHeader(strings.TrimSpace(tok)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isIdentityHeader(k string) bool {
