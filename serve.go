@@ -96,6 +96,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	background(&wg, func() { cache.Run(bg) })
+	background(&wg, func() { tuneGC(bg) })
 	if cfg.DBNotifyChannel != "" {
 		background(&wg, func() {
 			_ = store.Listen(bg, cfg.DBNotifyChannel, pgsession.ListenHandler{OnEvent: cache.OnChange, OnResync: cache.OnResync})

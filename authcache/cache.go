@@ -216,8 +216,9 @@ func (c *Cache) load(h string, gen uint64) (answer, error) {
 	case err != nil:
 		return answer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	s.TokenHash = h
 	if ttl := min(c.opts.SessionTTL, s.ExpiresAt.Sub(now)); redisOK && ttl > time.Millisecond {
-		if err := c.redis.fill(h, s.UserID, encodeSession(s), ttl, epoch); err != nil {
+		if err := c.redis.fill(s, ttl, epoch); err != nil {
 			c.redisFailed("write session", err)
 		}
 	}

@@ -156,7 +156,7 @@ func TestFillWithStaleEpochWritesNothing(t *testing.T) {
 	rdb, prefix := evRedis(t)
 	s := evStore(rdb, prefix)
 	h, other := HashToken("a"), HashToken("b")
-	value := encodeSession(pgsession.Session{TokenHash: h, UserID: "u", ExpiresAt: time.Now().Add(time.Hour)})
+	sess := pgsession.Session{TokenHash: h, UserID: "u", ExpiresAt: time.Now().Add(time.Hour)}
 
 	before, err := s.get(h) // the reader's view, taken before its Postgres lookup
 	if err != nil {
@@ -165,7 +165,7 @@ func TestFillWithStaleEpochWritesNothing(t *testing.T) {
 	if _, err := s.evictHash(other, []byte(`{}`)); err != nil { // any eviction moves the epoch
 		t.Fatal(err)
 	}
-	if err := s.fill(h, "u", value, time.Minute, before.epoch); err != nil {
+	if err := s.fill(sess, time.Minute, before.epoch); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.fillNegative(h, time.Minute, before.epoch); err != nil {
@@ -181,7 +181,7 @@ func TestFillWithStaleEpochWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.fill(h, "u", value, time.Minute, after.epoch); err != nil {
+	if err := s.fill(sess, time.Minute, after.epoch); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{s.sessionKey(h), s.userKey("u")} {
@@ -333,9 +333,9 @@ func TestUserEvictionCatchesASessionFilledWhileItRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value := encodeSession(pgsession.Session{TokenHash: h, UserID: "u", ExpiresAt: time.Now().Add(time.Hour)})
+	sess := pgsession.Session{TokenHash: h, UserID: "u", ExpiresAt: time.Now().Add(time.Hour)}
 	rdb.AddHook(&evAfterCommand{name: "smembers", f: func() {
-		if err := peer.fill(h, "u", value, time.Minute, seen.epoch); err != nil {
+		if err := peer.fill(sess, time.Minute, seen.epoch); err != nil {
 			t.Errorf("racing fill: %v", err)
 		}
 	}})

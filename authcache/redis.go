@@ -7,6 +7,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/authsidecar/authsidecar/pgsession"
 )
 
 // store is the Redis half of the cache. Every call goes through the breaker and runs under
@@ -85,11 +87,43 @@ end
 return 1`)
 
 // fill caches a session for ttl, with its index entry, in one round trip.
-func (s *store) fill(h, userID string, value []byte, ttl time.Duration, epoch string) error {
+func (s *store) fill(sess pgsession.Session, ttl time.Duration, epoch string) error {
 	return s.do(func(ctx context.Context) error {
-		keys := []string{s.epochKey(), s.sessionKey(h), s.userKey(userID)}
-		return fillScript.Run(ctx, s.rdb, keys, epoch, value, ttl.Milliseconds(), h).Err()
+		keys, args := s.fillArgs(sess, ttl, epoch)
+		return fillScript.Run(ctx, s.rdb, keys, args...).Err()
 	})
+}
+
+// fillMany caches sessions, each for ttl(session), in one pipelined round trip. It returns
+// how many were written: the epoch guard drops them all if an eviction ran since epoch.
+func (s *store) fillMany(sessions []pgsession.Session, ttl func(pgsession.Session) time.Duration, epoch string) (int, error) {
+	written := 0
+	err := s.do(func(ctx context.Context) error {
+		if err := fillScript.Load(ctx, s.rdb).Err(); err != nil {
+			return err
+		}
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, sess := range sessions {
+				if d := ttl(sess); d > time.Millisecond {
+					keys, args := s.fillArgs(sess, d, epoch)
+					fillScript.EvalSha(ctx, p, keys, args...)
+				}
+			}
+			return nil
+		})
+		for _, c := range cmds {
+			if n, _ := c.(*redis.Cmd).Int(); n == 1 {
+				written++
+			}
+		}
+		return err
+	})
+	return written, err
+}
+
+func (s *store) fillArgs(sess pgsession.Session, ttl time.Duration, epoch string) ([]string, []any) {
+	return []string{s.epochKey(), s.sessionKey(sess.TokenHash), s.userKey(sess.UserID)},
+		[]any{epoch, encodeSession(sess), ttl.Milliseconds(), sess.TokenHash}
 }
 
 // fillNegative remembers for ttl that h matches no valid session.

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,6 +79,7 @@ func (h *Handler) logAccess(w *responseWriter, r *http.Request, ev *accessEvent)
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	upstream prometheus.Histogram
+	byCode   [600]atomic.Pointer[prometheus.Counter] // requests' children, by status code
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -99,5 +101,17 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 }
 
 func (m *httpMetrics) count(status int) {
-	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+	if status < 0 || status >= len(m.byCode) {
+		m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+		return
+	}
+	// Bound on first use rather than up front, so /metrics lists only codes that happened;
+	// after that a request costs an atomic load instead of a label hash and lookup.
+	c := m.byCode[status].Load()
+	if c == nil {
+		bound := m.requests.WithLabelValues(strconv.Itoa(status))
+		m.byCode[status].CompareAndSwap(nil, &bound)
+		c = m.byCode[status].Load()
+	}
+	(*c).Inc()
 }
