@@ -160,3 +160,31 @@ func TestFaultShutdownDrainsInFlightRequests(t *testing.T) {
 		t.Fatalf("exit code %d after draining; stderr:\n%s", code, sc.Stderr())
 	}
 }
+
+// TestFaultShutdownKeepsWebSocketsUntilTheDrainTime: http.Server.Shutdown does not track
+// upgraded connections, so the sidecar waits for them itself, then closes them at
+// SHUTDOWN_TIMEOUT and still exits 0.
+func TestFaultShutdownKeepsWebSocketsUntilTheDrainTime(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	up := NewUpstream(t, echoWebSocket(nil))
+	sc := StartSidecar(t, st.env(up.URL, map[string]string{"SHUTDOWN_TIMEOUT": "2s"}))
+	token, _, _ := st.session(t, testenv.SessionSpec{})
+	conn, br, _ := dialWebSocket(t, sc, token, http.Header{})
+	wsEcho(t, conn, br, "before")
+
+	start := time.Now()
+	sc.Terminate(t)
+	time.Sleep(500 * time.Millisecond)
+	wsEcho(t, conn, br, "while draining")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadString('\n'); err == nil {
+		t.Fatal("the WebSocket outlived the drain time")
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
+		t.Fatalf("WebSocket closed %v after SIGTERM, want about SHUTDOWN_TIMEOUT (2s)", took)
+	}
+	if code := sc.Stop(t); code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, sc.Stderr())
+	}
+}

@@ -35,20 +35,59 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	defer flush()
 	redis.SetLogger(redisLogger{log.Named("redis")})
 
+	st, err := openStores(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	// Every request's context derives from base: cancelling it after the drain time ends
+	// what Shutdown does not wait for, such as WebSockets.
+	base, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	srv, err := newServers(cfg, st, log, base)
+	if err != nil {
+		return err
+	}
+	stopBackground := startBackground(cfg, st, log)
+	defer stopBackground()
+
+	errc := srv.serve()
+	log.Info("serving", zap.String("version", version), zap.Stringer("listen", srv.publicLn.Addr()),
+		zap.Stringer("admin", srv.adminLn.Addr()), zap.Bool("redis", st.rdb != nil), zap.String("upstream", cfg.UpstreamURL.Redacted()))
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down", zap.Duration("drain", cfg.ShutdownTimeout))
+	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if derr := srv.drain(drain); derr != nil {
+		log.Warn("drain time over; closing remaining connections", zap.Error(derr))
+		cancelRequests()
+		srv.close()
+	}
+	return err
+}
+
+// stores are the session store, the Redis client (nil without REDIS_URL) and the cache.
+type stores struct {
+	store *pgsession.Store
+	rdb   *redis.Client
+	cache *authcache.Cache
+}
+
+func openStores(ctx context.Context, cfg config.Config, log *zap.Logger) (*stores, error) {
 	store, err := pgsession.Open(ctx, pgsession.Options{
 		URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout,
-		Logger: log.Named("pgsession"),
+		Logger: log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
 	rdb, err := newRedis(cfg)
 	if err != nil {
-		return err
-	}
-	if rdb != nil {
-		defer rdb.Close()
+		store.Close()
+		return nil, err
 	}
 	cache := authcache.New(store, authcache.Options{
 		Redis: rdb, Prefix: cfg.SessionKeyPrefix,
@@ -58,80 +97,103 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor,
 		Logger: log.Named("authcache"),
 	})
+	return &stores{store: store, rdb: rdb, cache: cache}, nil
+}
+
+func (s *stores) close() {
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	s.store.Close()
+}
+
+// servers are the public and the admin listener, bound before anything is served so that a
+// taken address fails the start.
+type servers struct {
+	public, admin     *http.Server
+	handler           *proxy.Handler
+	publicLn, adminLn net.Listener
+}
+
+func newServers(cfg config.Config, st *stores, log *zap.Logger, base context.Context) (*servers, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		cache, newPoolCollector(store))
-
-	public := &http.Server{
-		Handler: proxy.New(proxy.Options{
-			Upstream: cfg.UpstreamURL, Auth: cache, Health: cache,
-			PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,
-			TrustedProxies: cfg.TrustedProxies, SessionCookie: cfg.SessionCookie,
-			ValidatePath: cfg.ValidatePath, HealthPath: cfg.HealthPath,
-			Logger: log.Named("proxy"), Registerer: reg,
-		}),
+		st.cache, newPoolCollector(st.store))
+	handler := proxy.New(proxy.Options{
+		Upstream: cfg.UpstreamURL, Auth: st.cache, Health: st.cache,
+		PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,
+		TrustedProxies: cfg.TrustedProxies, SessionCookie: cfg.SessionCookie,
+		ValidatePath: cfg.ValidatePath, HealthPath: cfg.HealthPath,
+		Logger: log.Named("proxy"), Registerer: reg,
+	})
+	s := &servers{handler: handler}
+	s.public = &http.Server{
+		Handler:           handler,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
-	admin := &http.Server{
+	s.admin = &http.Server{
 		Handler: proxy.NewAdmin(proxy.AdminOptions{
-			Auth: cache, Ready: store.Ping, Token: cfg.AdminToken, Logger: log.Named("admin"),
+			Auth: st.cache, Ready: st.store.Ping, Token: cfg.AdminToken, Logger: log.Named("admin"),
 			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("admin")),
 	}
-	publicLn, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("LISTEN_ADDR: %w", err)
+	var err error
+	if s.publicLn, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("LISTEN_ADDR: %w", err)
 	}
-	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		publicLn.Close()
-		return fmt.Errorf("ADMIN_ADDR: %w", err)
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		s.publicLn.Close()
+		return nil, fmt.Errorf("ADMIN_ADDR: %w", err)
 	}
+	return s, nil
+}
 
-	bg, stopBackground := context.WithCancel(context.Background())
+// serve starts both listeners; the channel reports the first one that fails.
+func (s *servers) serve() <-chan error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.public.Serve(s.publicLn) }()
+	go func() { errc <- s.admin.Serve(s.adminLn) }()
+	return errc
+}
+
+// drain stops accepting and waits, until ctx ends, for in-flight requests, including the
+// upgraded connections (WebSockets) that http.Server.Shutdown does not track.
+func (s *servers) drain(ctx context.Context) error {
+	return errors.Join(s.public.Shutdown(ctx), s.handler.Wait(ctx), s.admin.Shutdown(ctx))
+}
+
+func (s *servers) close() { _ = errors.Join(s.public.Close(), s.admin.Close()) }
+
+// startBackground starts the cache's subscriber, the change feed, the GC tuner and warming;
+// the returned function stops them and waits.
+func startBackground(cfg config.Config, st *stores, log *zap.Logger) func() {
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	background(&wg, func() { cache.Run(bg) })
-	background(&wg, func() { tuneGC(bg) })
+	background(&wg, func() { st.cache.Run(ctx) })
+	background(&wg, func() { tuneGC(ctx) })
 	if cfg.DBNotifyChannel != "" {
 		background(&wg, func() {
-			_ = store.Listen(bg, cfg.DBNotifyChannel, pgsession.ListenHandler{OnEvent: cache.OnChange, OnResync: cache.OnResync})
+			_ = st.store.Listen(ctx, cfg.DBNotifyChannel, pgsession.ListenHandler{
+				OnEvent: st.cache.OnChange, OnResync: st.cache.OnResync,
+				// A fresh process may have missed revocations while no replica listened:
+				// anything revoked within a Redis entry's lifetime is evicted at start.
+				FirstSyncWindow: cfg.SessionCacheTTL,
+			})
 		})
 	}
-	if cfg.CacheWarmOnStart && rdb != nil {
-		background(&wg, func() { warm(bg, cfg, store, cache, log) })
+	if cfg.CacheWarmOnStart && st.rdb != nil {
+		background(&wg, func() { warm(ctx, cfg, st.store, st.cache, log) })
 	}
-
-	errc := make(chan error, 2)
-	for _, s := range []struct {
-		srv *http.Server
-		ln  net.Listener
-	}{{public, publicLn}, {admin, adminLn}} {
-		go func() { errc <- s.srv.Serve(s.ln) }()
+	return func() {
+		cancel()
+		wg.Wait()
 	}
-	log.Info("serving", zap.String("version", version), zap.Stringer("listen", publicLn.Addr()),
-		zap.Stringer("admin", adminLn.Addr()), zap.Bool("redis", rdb != nil), zap.String("upstream", cfg.UpstreamURL.Redacted()))
-
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-errc:
-	}
-	log.Info("shutting down", zap.Duration("drain", cfg.ShutdownTimeout))
-	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if serr := errors.Join(public.Shutdown(drain), admin.Shutdown(drain)); serr != nil {
-		// Streams still open after the drain time are cut: that is what the timeout is for.
-		log.Warn("drain time over; closing remaining connections", zap.Error(serr))
-		_ = errors.Join(public.Close(), admin.Close())
-	}
-	stopBackground()
-	wg.Wait()
-	return err
 }
 
 func background(wg *sync.WaitGroup, f func()) {

@@ -168,6 +168,8 @@ func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, s
 
 // load runs once per token however many callers wait on it: local again (a caller that
 // just finished may have filled it), Redis, then the Source, filling the caches behind it.
+// Unlike groupcache, the Redis read is inside the flight too: concurrent requests for one
+// token then cost one MGET, and moving it out measured 37 % fewer req/s on a hot token.
 func (c *Cache) load(h string, gen uint64) (answer, error) {
 	now := c.opts.Now()
 	if c.local != nil {

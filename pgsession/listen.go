@@ -26,10 +26,16 @@ type Event struct {
 type ListenHandler struct {
 	// OnEvent receives each well-formed notification.
 	OnEvent func(Event)
-	// OnResync runs after every reconnect (not the first connect) with the hashes of
-	// sessions revoked or expired while notifications may have been missed. The caller
-	// drops its in-process cache and evicts these hashes.
+	// OnResync runs with the hashes of sessions revoked or expired while notifications may
+	// have been missed: after every reconnect, and after the first connect when
+	// FirstSyncWindow is positive. The caller drops its in-process cache and evicts these
+	// hashes.
 	OnResync func(hashes []string)
+	// FirstSyncWindow is the longest a cached session can outlive its revocation: the TTL
+	// of the shared (Redis) cache. Nobody may have been listening before this process
+	// started, so when it is positive the first connect resyncs the sessions revoked or
+	// expired within that window (plus a minute of slack). Zero skips the first resync.
+	FirstSyncWindow time.Duration
 	// OnState reports the connection state as it changes.
 	OnState func(connected bool)
 }
@@ -79,7 +85,7 @@ type listener struct {
 	h       ListenHandler
 	log     *zap.Logger
 
-	everConnected bool      // the first connect needs no resync
+	everConnected bool      // whether lastGood is set; until then only FirstSyncWindow applies
 	lastGood      time.Time // database time up to which no notification can have been missed
 }
 
@@ -107,15 +113,19 @@ func (l *listener) session(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if l.everConnected {
-		hashes, err := l.resync(ctx, conn)
+	if since, ok := l.resyncSince(now); ok {
+		hashes, err := l.resync(ctx, conn, since)
 		if err != nil {
 			return false, err // lastGood unchanged: the next connect retries the resync
 		}
 		if l.h.OnResync != nil {
 			l.h.OnResync(hashes)
 		}
-		l.log.Info("notification listener reconnected", zap.Int("resynced", len(hashes)))
+		msg := "notification listener reconnected"
+		if !l.everConnected {
+			msg = "notification listener connected"
+		}
+		l.log.Info(msg, zap.Int("resynced", len(hashes)))
 	}
 	l.everConnected = true
 	l.lastGood = now
@@ -133,10 +143,25 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-func (l *listener) resync(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+// resyncSince returns the database time from which notifications may have been missed,
+// given the database time now, and false when no resync is needed.
+func (l *listener) resyncSince(now time.Time) (time.Time, bool) {
+	switch {
+	case l.everConnected:
+		return l.lastGood.Add(-resyncMargin), true
+	case l.h.FirstSyncWindow > 0:
+		// Revocations from before this process may never have been heard. A copy cached
+		// before a revocation lives at most the window, so older ones need no eviction.
+		return now.Add(-l.h.FirstSyncWindow - resyncMargin), true
+	default:
+		return time.Time{}, false
+	}
+}
+
+func (l *listener) resync(ctx context.Context, conn *pgx.Conn, since time.Time) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.store.timeout)
 	defer cancel()
-	return revokedSince(ctx, conn, l.lastGood.Add(-resyncMargin))
+	return revokedSince(ctx, conn, since)
 }
 
 // wait delivers notifications until the connection fails or ctx is done. A wait that

@@ -25,6 +25,12 @@ type recorder struct {
 
 func listen(t *testing.T, store *pgsession.Store, channel string) *recorder {
 	t.Helper()
+	return listenWithFirstSync(t, store, channel, 0)
+}
+
+// listenWithFirstSync is listen with ListenHandler.FirstSyncWindow set to window.
+func listenWithFirstSync(t *testing.T, store *pgsession.Store, channel string, window time.Duration) *recorder {
+	t.Helper()
 	r := &recorder{
 		events:  make(chan pgsession.Event, 100),
 		resyncs: make(chan []string, 100),
@@ -37,6 +43,8 @@ func listen(t *testing.T, store *pgsession.Store, channel string) *recorder {
 			OnEvent:  func(e pgsession.Event) { r.events <- e },
 			OnResync: func(h []string) { r.resyncs <- h },
 			OnState:  func(c bool) { r.states <- c },
+
+			FirstSyncWindow: window,
 		})
 	}()
 	t.Cleanup(func() {
@@ -112,11 +120,16 @@ func TestTriggersNotifyListenerWithinOneSecond(t *testing.T) {
 		{"RevokeSession", `UPDATE platform.user_sessions SET revoked_at = now() WHERE token_hash = $1 AND user_id = $2`, byHash},
 		{"ChangeExpiry", `UPDATE platform.user_sessions SET expires_at = now() WHERE token_hash = $1 AND user_id = $2`, byHash},
 		{"DeleteSession", `DELETE FROM platform.user_sessions WHERE token_hash = $1 AND user_id = $2`, byHash},
-		{"UpdateUser", `UPDATE platform.users SET first_name = 'x' || $1 WHERE id = $2`, byUser},
+		{"UpdateUserEmail", `UPDATE platform.users SET email = $1 || '@example.test' WHERE id = $2`, byUser},
+		{"UpdateUserFirstName", `UPDATE platform.users SET first_name = 'x' || $1 WHERE id = $2`, byUser},
+		{"UpdateUserLastName", `UPDATE platform.users SET last_name = 'x' || $1 WHERE id = $2`, byUser},
+		{"UpdateUserUsername", `UPDATE platform.users SET username = 'x' || $1 WHERE id = $2`, byUser},
+		{"UpdateUserAvatarURL", `UPDATE platform.users SET avatar_url = 'https://a.example/' || $1 WHERE id = $2`, byUser},
+		{"ClearUserName", `UPDATE platform.users SET first_name = NULL WHERE id = $2 AND $1 <> ''`, byUser},
 		{"DeleteUser", `DELETE FROM platform.users WHERE id = $2 AND $1 <> ''`, byUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			user := db.User(t, testenv.UserSpec{})
+			user := db.User(t, testenv.UserSpec{FirstName: "Ada", LastName: "Lovelace", Username: "ada", AvatarURL: "https://a.example/ada"})
 			_, hash := db.Session(t, user, testenv.SessionSpec{})
 			exec(t, db, tc.change, hash, user)
 			r.wantEvent(t, tc.want(hash, user), time.Second)
@@ -129,14 +142,19 @@ func byUser(_, user string) pgsession.Event { return pgsession.Event{UserID: use
 
 func TestTriggersIgnoreChangesThatCannotInvalidate(t *testing.T) {
 	db := testenv.NewDB(t)
+	// A column the app added: the trigger must not treat unknown columns as identity.
+	exec(t, db, `ALTER TABLE platform.users ADD COLUMN plan text`)
 	r := listen(t, open(t, db.URL, time.Second), db.Channel)
-	user := db.User(t, testenv.UserSpec{})
+	user := db.User(t, testenv.UserSpec{FirstName: "Ada"}) // last_name etc. stay NULL
 	_, quiet := db.Session(t, user, testenv.SessionSpec{})
 	_, marker := db.Session(t, user, testenv.SessionSpec{})
 
 	exec(t, db, `UPDATE platform.user_sessions SET last_activity_at = now() WHERE token_hash = $1`, quiet)
 	exec(t, db, `UPDATE platform.user_sessions SET revoked_at = revoked_at, expires_at = expires_at WHERE token_hash = $1`, quiet)
-	exec(t, db, `UPDATE platform.users SET email = email WHERE id = $1`, user)
+	exec(t, db, `UPDATE platform.users SET email = email, first_name = first_name, last_name = last_name,
+		username = username, avatar_url = avatar_url WHERE id = $1`, user)
+	exec(t, db, `UPDATE platform.users SET created_at = created_at - interval '1 day' WHERE id = $1`, user)
+	exec(t, db, `UPDATE platform.users SET plan = 'pro' WHERE id = $1`, user)
 	db.Revoke(t, marker)
 
 	if got := r.nextEvent(t, time.Second); got != (pgsession.Event{TokenHash: marker}) {
@@ -209,15 +227,64 @@ func TestListenerResyncsAfterBackendTerminated(t *testing.T) {
 	r.wantEvent(t, pgsession.Event{TokenHash: after}, time.Second)
 }
 
+func TestListenerResyncsOnFirstConnectWithinWindow(t *testing.T) {
+	db := testenv.NewDB(t)
+	user := db.User(t, testenv.UserSpec{})
+	at := func(change, ago string) string { // a session with change set to now() - ago
+		_, hash := db.Session(t, user, testenv.SessionSpec{})
+		exec(t, db, `UPDATE platform.user_sessions SET `+change+` = now() - $2::interval WHERE token_hash = $1`, hash, ago)
+		return hash
+	}
+	_, valid := db.Session(t, user, testenv.SessionSpec{})
+	recent := at("revoked_at", "1 second")
+	atWindowEdge := at("revoked_at", "5 minutes")
+	inSlack := at("revoked_at", "5 minutes 30 seconds") // the extra minute of slack
+	tooOld := at("revoked_at", "7 minutes")             // any copy cached before has expired
+	expired := at("expires_at", "2 minutes")
+	expiredLongAgo := at("expires_at", "7 minutes")
+
+	r := listenWithFirstSync(t, open(t, db.URL, time.Second), db.Channel, 5*time.Minute)
+
+	got := r.wantResync(t, time.Second) // OnResync runs before OnState(true)
+	slices.Sort(got)
+	want := []string{recent, atWindowEdge, inSlack, expired}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("first-connect resync = %v, want %v (not valid %s, tooOld %s, expiredLongAgo %s)",
+			got, want, valid, tooOld, expiredLongAgo)
+	}
+	db.Revoke(t, valid)
+	r.wantEvent(t, pgsession.Event{TokenHash: valid}, time.Second)
+}
+
+func TestListenerSkipsFirstConnectResyncWithoutWindow(t *testing.T) {
+	db := testenv.NewDB(t)
+	user := db.User(t, testenv.UserSpec{})
+	db.Session(t, user, testenv.SessionSpec{Revoked: true})
+	r := listen(t, open(t, db.URL, time.Second), db.Channel)
+	select {
+	case got := <-r.resyncs:
+		t.Fatalf("first connect resynced %v with FirstSyncWindow 0", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// The reconnect resync starts where the connection was last alive, not at the first-sync
+// window: a session revoked before the process started is reported once, at first connect.
 func TestListenerResyncsAfterNetworkCut(t *testing.T) {
 	db := testenv.NewDB(t)
 	user := db.User(t, testenv.UserSpec{})
 	_, longAgo := db.Session(t, user, testenv.SessionSpec{})
 	exec(t, db, `UPDATE platform.user_sessions SET revoked_at = now() - interval '10 minutes' WHERE token_hash = $1`, longAgo)
+	_, beforeStart := db.Session(t, user, testenv.SessionSpec{})
+	exec(t, db, `UPDATE platform.user_sessions SET revoked_at = now() - interval '3 minutes' WHERE token_hash = $1`, beforeStart)
 	_, revoked := db.Session(t, user, testenv.SessionSpec{})
 	_, expired := db.Session(t, user, testenv.SessionSpec{})
 	fwd := testenv.NewForwarder(t, hostPort(t, db.URL))
-	r := listen(t, open(t, db.URLVia(fwd.Addr()), time.Second), db.Channel)
+	r := listenWithFirstSync(t, open(t, db.URLVia(fwd.Addr()), time.Second), db.Channel, 5*time.Minute)
+	if got := r.wantResync(t, time.Second); !slices.Equal(got, []string{beforeStart}) {
+		t.Fatalf("first-connect resync = %v, want [%s]", got, beforeStart)
+	}
 
 	fwd.Cut()
 	r.wantState(t, false, 3*time.Second)
@@ -231,7 +298,7 @@ func TestListenerResyncsAfterNetworkCut(t *testing.T) {
 	want := []string{revoked, expired}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Fatalf("resync = %v, want %v (not the session revoked 10 minutes ago)", got, want)
+		t.Fatalf("resync = %v, want %v (not the sessions revoked 3 and 10 minutes ago)", got, want)
 	}
 	r.wantState(t, true, time.Second)
 }

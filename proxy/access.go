@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -35,6 +37,16 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack records a protocol switch: ReverseProxy writes the upstream's 101 on the hijacked
+// connection itself, so WriteHeader never sees it.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return conn, rw, err
+}
 
 // accessEvent collects what the access line says about one request.
 type accessEvent struct {

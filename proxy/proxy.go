@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,10 +67,11 @@ type Options struct {
 
 // Handler is the public listener's http.Handler.
 type Handler struct {
-	opts  Options
-	log   *zap.Logger
-	proxy *httputil.ReverseProxy
-	m     *httpMetrics
+	opts     Options
+	log      *zap.Logger
+	proxy    *httputil.ReverseProxy
+	m        *httpMetrics
+	inflight sync.WaitGroup // forwarded requests, upgraded connections included
 }
 
 // New returns a Handler forwarding to o.Upstream.
@@ -197,9 +199,27 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+	h.inflight.Add(1)
+	defer h.inflight.Done()
 	start := time.Now()
 	defer func() { h.m.upstream.Observe(time.Since(start).Seconds()) }()
 	h.proxy.ServeHTTP(w, r)
+}
+
+// Wait returns once every forwarded request has finished, WebSockets and streams included,
+// or with ctx's error. Call it after the server stopped accepting.
+func (h *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // rewrite builds the outbound request: the upstream URL and X-Forwarded-*. The inbound

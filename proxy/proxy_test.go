@@ -470,3 +470,22 @@ func TestOwnPathsAnswerOnlyGetAndHead(t *testing.T) {
 		t.Fatalf("POST health without a token: %d, want 401", resp.StatusCode)
 	}
 }
+
+func TestHijackedResponseIsRecordedAs101(t *testing.T) {
+	got := make(chan int, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &responseWriter{ResponseWriter: w}
+		conn, _, err := http.NewResponseController(rw).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		got <- rw.status
+	}))
+	t.Cleanup(srv.Close)
+	if resp, err := http.Get(srv.URL); err == nil {
+		resp.Body.Close()
+	}
+	if status := <-got; status != http.StatusSwitchingProtocols {
+		t.Fatalf("status = %d, want 101", status)
+	}
+}

@@ -3,7 +3,11 @@
 -- channel the sidecar LISTENs on (DB_NOTIFY_CHANNEL, default below). The sidecar then
 -- evicts the matching entries from every cache.
 --   platform.user_sessions: UPDATE of revoked_at/expires_at, DELETE -> {"tokenHash": "<hex>"}
---   platform.users:         UPDATE, DELETE                         -> {"userId": "<uuid>"}
+--   platform.users:         UPDATE of email/first_name/last_name/username/avatar_url,
+--                           DELETE                                 -> {"userId": "<uuid>"}
+-- Other columns of platform.users (created_at, or any the app adds) reach neither the
+-- identity headers nor validity, so changing them notifies nothing: a user event costs
+-- every replica all of that user's cached sessions.
 -- Idempotent: `psql -f notify.sql` may be re-run. To use another channel, replace the
 -- quoted channel literal in both functions.
 
@@ -39,11 +43,17 @@ CREATE TRIGGER authsidecar_session_deleted
   AFTER DELETE ON platform.user_sessions
   FOR EACH ROW EXECUTE FUNCTION platform.authsidecar_notify_session();
 
+-- No "UPDATE OF" column list here: it would miss a listed column changed by another
+-- BEFORE trigger in an UPDATE that does not name it. The WHEN clause alone decides.
 DROP TRIGGER IF EXISTS authsidecar_user_updated ON platform.users;
 CREATE TRIGGER authsidecar_user_updated
   AFTER UPDATE ON platform.users
   FOR EACH ROW
-  WHEN (OLD.* IS DISTINCT FROM NEW.*)
+  WHEN (OLD.email IS DISTINCT FROM NEW.email
+        OR OLD.first_name IS DISTINCT FROM NEW.first_name
+        OR OLD.last_name IS DISTINCT FROM NEW.last_name
+        OR OLD.username IS DISTINCT FROM NEW.username
+        OR OLD.avatar_url IS DISTINCT FROM NEW.avatar_url)
   EXECUTE FUNCTION platform.authsidecar_notify_user();
 
 DROP TRIGGER IF EXISTS authsidecar_user_deleted ON platform.users;
