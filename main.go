@@ -25,10 +25,10 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], environ(), os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	// The signal handler stays registered until the process exits: a second SIGTERM while
+	// shutting down must not kill it with the default action before it exits cleanly.
+	ctx, _ := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	os.Exit(exitCode(run(ctx, os.Args[1:], environ(), os.Stdout, os.Stderr), os.Stderr))
 }
 
 // exitCode reports err once and maps it to the process's exit code.
