@@ -177,18 +177,36 @@ func startBackground(cfg config.Config, st *stores, log *zap.Logger) func() {
 	var wg sync.WaitGroup
 	background(&wg, func() { st.cache.Run(ctx) })
 	background(&wg, func() { tuneGC(ctx) })
+	// Warming waits for the feed's first resync: the evictions it makes move the epoch that
+	// guards every fill, and would otherwise discard a warm-up that started before them.
+	synced := make(chan struct{})
+	var once sync.Once
 	if cfg.DBNotifyChannel != "" {
 		background(&wg, func() {
 			_ = st.store.Listen(ctx, cfg.DBNotifyChannel, pgsession.ListenHandler{
-				OnEvent: st.cache.OnChange, OnResync: st.cache.OnResync,
+				OnEvent: st.cache.OnChange,
+				OnResync: func(hashes []string) {
+					st.cache.OnResync(hashes)
+					once.Do(func() { close(synced) })
+				},
 				// A fresh process may have missed revocations while no replica listened:
 				// anything revoked within a Redis entry's lifetime is evicted at start.
 				FirstSyncWindow: cfg.SessionCacheTTL,
 			})
 		})
+	} else {
+		close(synced)
 	}
 	if cfg.CacheWarmOnStart && st.rdb != nil {
-		background(&wg, func() { warm(ctx, cfg, st.store, st.cache, log) })
+		background(&wg, func() {
+			select {
+			case <-synced:
+				warm(ctx, cfg, st.store, st.cache, log)
+			default:
+				warm(ctx, cfg, st.store, st.cache, log)
+			case <-ctx.Done():
+			}
+		})
 	}
 	return func() {
 		cancel()

@@ -245,17 +245,18 @@ func (c *Cache) retryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.retryPending()
+			c.retryPending(ctx)
 		}
 	}
 }
 
 // retryPending replays the evictions that failed, or flushes everything after an overflow.
-func (c *Cache) retryPending() {
+func (c *Cache) retryPending(ctx context.Context) {
 	pending, overflowed := c.retry.take()
 	if overflowed {
-		if err := c.redis.flush(); err != nil {
-			c.retry.overflow() // still unreachable: flush on a later tick
+		if err := c.redis.flush(ctx); err != nil {
+			c.log.Warn("flushing the cache after lost evictions failed; retrying", zap.Error(err))
+			c.retry.overflow()
 			return
 		}
 		c.log.Warn("flushed every cached session: more evictions failed while redis was down than could be remembered",

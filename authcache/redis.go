@@ -3,6 +3,7 @@ package authcache
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -220,15 +221,21 @@ func (s *store) evictUserOnce(ctx context.Context, userID string, event []byte) 
 	return evicted, err
 }
 
-// flush deletes every key under the prefix (sessions, negative entries, user indexes) and
-// bumps the epoch, for when evictions were lost. It SCANs: it runs only after an overflow.
-func (s *store) flush() error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	iter := s.rdb.Scan(ctx, 0, s.prefix+"*", 1000).Iterator()
+// flush deletes every cached session, negative entry and user index under the prefix, for
+// when evictions were lost. The epoch moves first, so no fill that read the old one can land
+// during or after the scan; the epoch key itself is kept, so its values never repeat. It
+// SCANs: it runs only after an overflow, and gives up when ctx ends.
+func (s *store) flush(ctx context.Context) error {
+	if err := s.rdb.Incr(ctx, s.epochKey()).Err(); err != nil {
+		return err
+	}
+	iter := s.rdb.Scan(ctx, 0, globEscape(s.prefix)+"*", 1000).Iterator()
 	var batch []string
 	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+		if k := iter.Val(); !strings.HasSuffix(k, "epoch") {
+			batch = append(batch, k)
+		}
+		if len(batch) == 1000 {
 			if err := s.rdb.Unlink(ctx, batch...).Err(); err != nil {
 				return err
 			}
@@ -239,11 +246,21 @@ func (s *store) flush() error {
 		return err
 	}
 	if len(batch) > 0 {
-		if err := s.rdb.Unlink(ctx, batch...).Err(); err != nil {
-			return err
-		}
+		return s.rdb.Unlink(ctx, batch...).Err()
 	}
-	return s.rdb.Incr(ctx, s.epochKey()).Err()
+	return nil
+}
+
+// globEscape quotes the characters SCAN MATCH reads as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func isSuccessful(err error) bool {

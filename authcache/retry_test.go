@@ -25,7 +25,7 @@ func TestOverflowedEvictionsFlushEveryCachedSession(t *testing.T) {
 	for i := range maxRetries + 1 {
 		c.retry.add(pgsession.Event{TokenHash: fmt.Sprintf("%064d", i)})
 	}
-	c.retryPending()
+	c.retryPending(ctx)
 	keys, err := rdb.Keys(ctx, prefix+"*").Result()
 	if err != nil || len(keys) != 1 || keys[0] != prefix+"epoch" {
 		t.Fatalf("keys after flush = %v, %v; want only the epoch", keys, err)

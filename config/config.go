@@ -86,8 +86,8 @@ type Config struct {
 	// DBNotifyChannel is the Postgres channel to LISTEN on; empty when
 	// DB_NOTIFY_CHANNEL is none. It is a plain identifier, safe to quote.
 	DBNotifyChannel string `env:"DB_NOTIFY_CHANNEL" envDefault:"authsidecar_session_changed" help:"Postgres channel to LISTEN on for session changes; none disables"`
-	// LogLevel is one of debug, info, warn, error (lower-cased).
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info" help:"zap level: debug, info, warn or error"`
+	// LogLevel is a zap level name (lower-cased).
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info" help:"zap level: debug, info, warn or error (also dpanic, panic, fatal)"`
 	// LogFormat is json or console (lower-cased).
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"log encoding: json or console"`
 	// ShutdownTimeout is the drain time after SIGTERM or SIGINT.

@@ -162,6 +162,21 @@ func TestTriggersIgnoreChangesThatCannotInvalidate(t *testing.T) {
 	}
 }
 
+func TestRevocationByAnotherTriggerIsAnnounced(t *testing.T) {
+	db := testenv.NewDB(t)
+	exec(t, db, `CREATE FUNCTION platform.revoke_on_flag() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.user_agent = 'revoke' THEN NEW.revoked_at := now(); END IF;
+  RETURN NEW;
+END $$`)
+	exec(t, db, `CREATE TRIGGER revoke_on_flag BEFORE UPDATE ON platform.user_sessions
+		FOR EACH ROW EXECUTE FUNCTION platform.revoke_on_flag()`)
+	r := listen(t, open(t, db.URL, time.Second), db.Channel)
+	_, hash := db.Session(t, db.User(t, testenv.UserSpec{}), testenv.SessionSpec{})
+	exec(t, db, `UPDATE platform.user_sessions SET user_agent = 'revoke' WHERE token_hash = $1`, hash)
+	r.wantEvent(t, pgsession.Event{TokenHash: hash}, time.Second)
+}
+
 func TestListenSkipsMalformedPayloads(t *testing.T) {
 	db := testenv.NewDB(t)
 	core, logs := observer.New(zap.WarnLevel)

@@ -90,3 +90,16 @@ func TestHijackedResponseIsRecordedAs101(t *testing.T) {
 		t.Fatalf("status = %d, want 101", status)
 	}
 }
+
+func TestProxyHeaderNamesAreMatchedLikeIdentityHeaders(t *testing.T) {
+	for _, k := range []string{"X-Real-Ip", "X_real_ip", "x-REAL-ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Forwarded-Prefix", "X_forwarded_port", "X_Forwarded_For", "x-forwarded-host"} {
+		if !isProxyHeader(k) {
+			t.Errorf("%s kept from an untrusted peer", k)
+		}
+	}
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-Ipv6", "Authorization"} {
+		if isProxyHeader(k) {
+			t.Errorf("%s stripped", k)
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,7 +71,7 @@ type Handler struct {
 	log      *zap.Logger
 	proxy    *httputil.ReverseProxy
 	m        *httpMetrics
-	inflight sync.WaitGroup // forwarded requests, upgraded connections included
+	inflight atomic.Int64 // forwarded requests, upgraded connections included
 }
 
 // New returns a Handler forwarding to o.Upstream.
@@ -200,26 +200,26 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	h.inflight.Add(1)
-	defer h.inflight.Done()
+	defer h.inflight.Add(-1)
 	start := time.Now()
 	defer func() { h.m.upstream.Observe(time.Since(start).Seconds()) }()
 	h.proxy.ServeHTTP(w, r)
 }
 
-// Wait returns once every forwarded request has finished, WebSockets and streams included,
-// or with ctx's error. Call it after the server stopped accepting.
+// Wait returns once no forwarded request is in flight, WebSockets and streams included, or
+// with ctx's error. It polls: it runs once, at shutdown, and a counter keeps the request
+// path free of any lock.
 func (h *Handler) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		h.inflight.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
+	return nil
 }
 
 // rewrite builds the outbound request: the upstream URL and X-Forwarded-*. The inbound
@@ -251,15 +251,22 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 // isProxyHeader reports headers that only a proxy in front should set: the app may read
 // them as the client's address or as the path to serve (X-Original-URL), so they are kept
 // only from TRUSTED_PROXIES. Rewrite has already replaced the standard X-Forwarded-* trio.
+// Names are compared like identity headers: any case, '_' read as '-'.
 func isProxyHeader(k string) bool {
 	switch k {
 	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
-		return false
-	case "X-Real-Ip", "X-Client-Ip", "X-Original-Url", "X-Original-Uri", "X-Rewrite-Url":
-		return true
+		return false // exactly what SetXForwarded wrote; a client's X_Forwarded_For is not
+	}
+	for _, name := range [...]string{"x-real-ip", "x-client-ip", "x-cluster-client-ip", "true-client-ip",
+		"cf-connecting-ip", "fastly-client-ip", "x-original-url", "x-original-uri", "x-rewrite-url"} {
+		if foldEqual(k, name) {
+			return true
+		}
 	}
 	return hasFoldPrefix(k, "x-forwarded-")
 }
+
+func foldEqual(k, lower string) bool { return len(k) == len(lower) && hasFoldPrefix(k, lower) }
 
 // ambiguousPath reports a path that other servers may resolve differently from path.Clean:
 // a dot-segment carrying ";" parameters (Tomcat and Spring read "/public/..;/api" as "/api")

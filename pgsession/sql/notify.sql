@@ -29,10 +29,12 @@ BEGIN
 END
 $fn$;
 
--- A no-op UPDATE (same values) must not flush caches, hence the WHEN clauses.
+-- A no-op UPDATE (same values) must not flush caches, hence the WHEN clauses. No
+-- "UPDATE OF revoked_at, expires_at": it would miss a revocation made by another BEFORE
+-- trigger in an UPDATE that does not name the column.
 DROP TRIGGER IF EXISTS authsidecar_session_updated ON platform.user_sessions;
 CREATE TRIGGER authsidecar_session_updated
-  AFTER UPDATE OF revoked_at, expires_at ON platform.user_sessions
+  AFTER UPDATE ON platform.user_sessions
   FOR EACH ROW
   WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
         OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
