@@ -202,8 +202,6 @@ func startBackground(cfg config.Config, st *stores, log *zap.Logger) func() {
 			select {
 			case <-synced:
 				warm(ctx, cfg, st.store, st.cache, log)
-			default:
-				warm(ctx, cfg, st.store, st.cache, log)
 			case <-ctx.Done():
 			}
 		})
