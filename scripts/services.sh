@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by the test, demo and e2e scripts: makes sure a local Redis and PostgreSQL are
 # installed and running on 127.0.0.1, installing them from Debian's packages on a fresh
-# machine, and exports the URLs the tests read.
-set -euo pipefail
+# machine, and exports the URLs the tests read. It sets no shell options: the sourcing
+# script does.
 
 : "${AUTHSIDECAR_TEST_REDIS_URL:=redis://127.0.0.1:6379/0}"
 : "${AUTHSIDECAR_TEST_DATABASE_URL:=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
