@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"os"
@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// alertsFile is the rule file, relative to the repository root.
 const alertsFile = "deploy/prometheus/alerts.yml"
 
 // alertRules is the part of a Prometheus rule file the test reads.
@@ -39,7 +40,7 @@ var metricName = regexp.MustCompile(`\bauthsidecar_[a-z0-9_]+`)
 // metric name its expressions use.
 func loadAlerts(tb testing.TB) (alerts, metrics []string) {
 	tb.Helper()
-	raw, err := os.ReadFile(alertsFile)
+	raw, err := os.ReadFile(repoFile(alertsFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestAlertsPassPromtool(t *testing.T) {
 	if err != nil {
 		t.Skip("promtool not installed; TestAlertsUseOnlyExportedMetrics checks the names")
 	}
-	if out, err := exec.Command(promtool, "check", "rules", alertsFile).CombinedOutput(); err != nil {
+	if out, err := exec.Command(promtool, "check", "rules", repoFile(alertsFile)).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Helpers for the black-box, fault and load tests: they build the authsidecar binary once per
 // test run, start it as a real process on free loopback ports, and stop it with SIGTERM.
@@ -23,6 +23,13 @@ import (
 
 	"github.com/authsidecar/authsidecar/internal/testenv"
 )
+
+// moduleRoot is the repository root as seen from this package's directory, where go test
+// runs the tests: the binary is built there and the repository files are read from there.
+const moduleRoot = ".."
+
+// repoFile returns the path of name, a path relative to the repository root.
+func repoFile(name string) string { return filepath.Join(moduleRoot, name) }
 
 // builtBinary is the authsidecar binary shared by every test of this run.
 var builtBinary struct {
@@ -56,6 +63,7 @@ func sidecarBinary(tb testing.TB) string {
 			args = append(args, "-race")
 		}
 		cmd := exec.Command("go", append(args, ".")...)
+		cmd.Dir = moduleRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Black-box tests of the Redis contract (each key, its TTL, its size), logout eviction and
 // the Redis-off mode.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Redis faults: killed, paused (hung), restarted, down at start.
 

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Postgres faults: every connection cut, every connection stalled, both stores down, and
 // Postgres down at start.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The revocation test's admin API cases: POST /admin/invalidate on one replica reaches both,
 // and answers each malformed or unauthorised call with its status code.

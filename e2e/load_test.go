@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Load tests (issue 3): 200 concurrent clients mixing token classes get no wrong decision
 // and no 5xx; an invalid-token flood costs Postgres at most one query per distinct token.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Black-box tests of the SPEC's public listener rules against the built binary, real Redis
 // and real Postgres: header stripping, token extraction, the sidecar's own paths, public

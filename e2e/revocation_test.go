@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The revocation tests run the built binary twice, as two replicas sharing one database and
 // one Redis prefix, each with an in-process cache, and measure for every way a session can be

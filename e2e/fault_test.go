@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Fault tests (issue 3) with real processes: a private redis-server killed, paused and
 // restarted, and Postgres reached through a forwarder that cuts or stalls every connection.

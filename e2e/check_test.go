@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -19,7 +19,9 @@ import (
 func runPlainCheck(t *testing.T, env map[string]string) (code int, stdout, stderr string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "authsidecar")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = moduleRoot
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

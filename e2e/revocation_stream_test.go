@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The revocation test's long-lived cases: open WebSockets and event streams end once their
 // session is revoked or expires, and a revocation made while the change feed is disconnected

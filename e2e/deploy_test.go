@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"debug/elf"
@@ -29,7 +29,7 @@ type composeService struct {
 }
 
 func TestComposeStackMatchesTheSpec(t *testing.T) {
-	raw, err := os.ReadFile("docker-compose.yml")
+	raw, err := os.ReadFile(repoFile("docker-compose.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestComposeStackMatchesTheSpec(t *testing.T) {
 // TestDockerfileBuildsAStaticStampedBinary runs the image's build step as a plain command
 // (no Docker engine here) and checks what the runtime stage relies on.
 func TestDockerfileBuildsAStaticStampedBinary(t *testing.T) {
-	raw, err := os.ReadFile("Dockerfile")
+	raw, err := os.ReadFile(repoFile("Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +92,7 @@ func TestDockerfileBuildsAStaticStampedBinary(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "authsidecar")
 	args := append(splitQuoted(flags), "-o", out, ".")
 	cmd := exec.Command("go", append([]string{"build"}, args...)...)
+	cmd.Dir = moduleRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %v: %v\n%s", args, err, b)

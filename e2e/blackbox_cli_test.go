@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Black-box tests of the command line: configuration errors, -h and version.
 

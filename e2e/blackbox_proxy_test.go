@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Black-box tests of SPEC rule 7 (transparent proxying, X-Forwarded-*, WebSocket and
 // streaming pass-through) and of the identity headers' encoding.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Shared fixtures of the black-box, fault and load tests: a recording upstream, one test's
 // stores, and polling.
