@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -21,10 +20,10 @@ const gcFloor = 32 << 20
 const maxGCPercent = 800
 
 // tuneGC keeps the heap goal at max(2 × live heap, gcFloor) by adjusting GOGC once a second,
-// until ctx ends. An operator's own GOGC or GOMEMLIMIT (read by the runtime from the process
-// environment, as here) turns it off.
-func tuneGC(ctx context.Context) {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+// until ctx ends. An operator's own GOGC or GOMEMLIMIT in env (the process environment, which
+// the runtime reads them from) turns it off.
+func tuneGC(ctx context.Context, env map[string]string) {
+	if env["GOGC"] != "" || env["GOMEMLIMIT"] != "" {
 		return
 	}
 	defer debug.SetGCPercent(100)

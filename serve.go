@@ -17,8 +17,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/authsidecar/authsidecar/admin"
 	"github.com/authsidecar/authsidecar/authcache"
 	"github.com/authsidecar/authsidecar/config"
+	"github.com/authsidecar/authsidecar/health"
 	"github.com/authsidecar/authsidecar/pgsession"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -26,16 +28,20 @@ import (
 // maxHeaderBytes bounds request headers: room for a 4 KiB token and an app's cookies.
 const maxHeaderBytes = 256 << 10
 
-// serve runs the sidecar until ctx ends, then drains for cfg.ShutdownTimeout.
-func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+// The cache is what the change feed delivers to.
+var _ pgsession.Sink = (*authcache.Cache)(nil)
+
+// serve runs the sidecar until ctx ends, then drains for cfg.ShutdownTimeout. env is the
+// process environment, for the process-wide settings the configuration does not cover.
+func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr io.Writer) error {
 	log, flush, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	if err != nil {
-		return usageError{err}
+		return usageError{err: err}
 	}
 	defer flush()
 	redis.SetLogger(redisLogger{log.Named("redis")})
 
-	st, err := openStores(ctx, cfg, log)
+	st, err := openBackends(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -48,7 +54,7 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stopBackground := startBackground(cfg, st, log)
+	stopBackground := startBackground(cfg, env, st)
 	defer stopBackground()
 
 	errc := srv.serve()
@@ -69,14 +75,16 @@ func serve(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	return err
 }
 
-// stores are the session store, the Redis client (nil without REDIS_URL) and the cache.
-type stores struct {
-	store *pgsession.Store
-	rdb   *redis.Client
-	cache *authcache.Cache
+// backends are the session store, the Redis client (nil without REDIS_URL), the cache over
+// both, and the health document that describes them.
+type backends struct {
+	store  *pgsession.Store
+	rdb    *redis.Client
+	cache  *authcache.Cache
+	health *health.Reporter
 }
 
-func openStores(ctx context.Context, cfg config.Config, log *zap.Logger) (*stores, error) {
+func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger) (*backends, error) {
 	store, err := pgsession.Open(ctx, pgsession.Options{
 		URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout,
 		Logger: log,
@@ -89,18 +97,30 @@ func openStores(ctx context.Context, cfg config.Config, log *zap.Logger) (*store
 		store.Close()
 		return nil, err
 	}
-	cache := authcache.New(store, authcache.Options{
+	o := authcache.Options{
 		Redis: rdb, Prefix: cfg.SessionKeyPrefix,
 		SessionTTL: cfg.SessionCacheTTL, NegativeTTL: cfg.NegativeCacheTTL,
 		LocalTTL: cfg.LocalCacheTTL, LocalSize: cfg.LocalCacheSize,
 		OpTimeout: cfg.RedisOpTimeout, LookupTimeout: cfg.DBQueryTimeout,
 		BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor,
-		Logger: log.Named("authcache"),
+		AwaitResync: cfg.DBNotifyChannel != "",
+		Logger:      log.Named("authcache"),
+	}
+	if cfg.CacheWarmOnStart {
+		// Sessions active within a Redis entry's lifetime are the ones worth loading.
+		o.WarmFrom = func(ctx context.Context) ([]pgsession.Session, error) {
+			return store.Active(ctx, time.Now().Add(-cfg.SessionCacheTTL), cfg.CacheWarmLimit)
+		}
+	}
+	cache := authcache.New(store, o)
+	rep := health.New(health.Options{
+		Redis: rdb, Cache: cache, Prefix: cfg.SessionKeyPrefix,
+		SessionTTL: cfg.SessionCacheTTL, OpTimeout: cfg.RedisOpTimeout,
 	})
-	return &stores{store: store, rdb: rdb, cache: cache}, nil
+	return &backends{store: store, rdb: rdb, cache: cache, health: rep}, nil
 }
 
-func (s *stores) close() {
+func (s *backends) close() {
 	if s.rdb != nil {
 		s.rdb.Close()
 	}
@@ -115,12 +135,12 @@ type servers struct {
 	publicLn, adminLn net.Listener
 }
 
-func newServers(cfg config.Config, st *stores, log *zap.Logger, base context.Context) (*servers, error) {
+func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context) (*servers, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		st.cache, newPoolCollector(st.store))
+		st.cache, st.health, newPoolCollector(st.store))
 	handler := proxy.New(proxy.Options{
-		Upstream: cfg.UpstreamURL, Auth: st.cache, Health: st.cache,
+		Upstream: cfg.UpstreamURL, Auth: st.cache, Health: st.health,
 		PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,
 		TrustedProxies: cfg.TrustedProxies, SessionCookie: cfg.SessionCookie,
 		ValidatePath: cfg.ValidatePath, HealthPath: cfg.HealthPath,
@@ -136,7 +156,7 @@ func newServers(cfg config.Config, st *stores, log *zap.Logger, base context.Con
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
 	s.admin = &http.Server{
-		Handler: proxy.NewAdmin(proxy.AdminOptions{
+		Handler: admin.New(admin.Options{
 			Auth: st.cache, Ready: st.store.Ping, Token: cfg.AdminToken, Logger: log.Named("admin"),
 			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		}),
@@ -170,54 +190,28 @@ func (s *servers) drain(ctx context.Context) error {
 
 func (s *servers) close() { _ = errors.Join(s.public.Close(), s.admin.Close()) }
 
-// startBackground starts the cache's subscriber, the change feed, the GC tuner and warming;
-// the returned function stops them and waits.
-func startBackground(cfg config.Config, st *stores, log *zap.Logger) func() {
+// startBackground starts the cache's background work (peer evictions, retries, warming),
+// the change feed that delivers to it, and the GC tuner; the returned function stops them
+// and waits.
+func startBackground(cfg config.Config, env map[string]string, st *backends) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	background(&wg, func() { st.cache.Run(ctx) })
-	background(&wg, func() { tuneGC(ctx) })
-	// Warming waits for the feed's first resync: the evictions it makes move the epoch that
-	// guards every fill, and would otherwise discard a warm-up that started before them.
-	synced := make(chan struct{})
-	var once sync.Once
+	wg.Go(func() { st.cache.Run(ctx) })
+	wg.Go(func() { tuneGC(ctx, env) })
 	if cfg.DBNotifyChannel != "" {
-		background(&wg, func() {
-			_ = st.store.Listen(ctx, cfg.DBNotifyChannel, pgsession.ListenHandler{
-				OnEvent: st.cache.OnChange,
-				OnResync: func(hashes []string) {
-					st.cache.OnResync(hashes)
-					once.Do(func() { close(synced) })
-				},
+		wg.Go(func() {
+			_ = st.store.Listen(ctx, pgsession.FeedOptions{
+				Channel: cfg.DBNotifyChannel,
 				// A fresh process may have missed revocations while no replica listened:
 				// anything revoked within a Redis entry's lifetime is evicted at start.
 				FirstSyncWindow: cfg.SessionCacheTTL,
-			})
-		})
-	} else {
-		close(synced)
-	}
-	if cfg.CacheWarmOnStart && st.rdb != nil {
-		background(&wg, func() {
-			select {
-			case <-synced:
-				warm(ctx, cfg, st.store, st.cache, log)
-			case <-ctx.Done():
-			}
+			}, st.cache)
 		})
 	}
 	return func() {
 		cancel()
 		wg.Wait()
 	}
-}
-
-func background(wg *sync.WaitGroup, f func()) {
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		f()
-	}()
 }
 
 // newRedis builds the go-redis client, or nil when REDIS_URL is empty. Every call carries its
@@ -228,7 +222,7 @@ func newRedis(cfg config.Config) (*redis.Client, error) {
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, usageError{errors.New("REDIS_URL: not a valid redis:// or rediss:// URL")}
+		return nil, usageError{err: errors.New("REDIS_URL: not a valid redis:// or rediss:// URL")}
 	}
 	opts.PoolSize = cfg.RedisPoolSize
 	opts.MinIdleConns = cfg.RedisMinIdle
@@ -241,18 +235,6 @@ func newRedis(cfg config.Config) (*redis.Client, error) {
 	opts.DialTimeout = max(cfg.RedisOpTimeout, time.Second)
 	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), nil
-}
-
-// warm loads the sessions active within SESSION_CACHE_TTL into Redis, in the background.
-func warm(ctx context.Context, cfg config.Config, store *pgsession.Store, cache *authcache.Cache, log *zap.Logger) {
-	n, err := cache.Warm(ctx, func(ctx context.Context) ([]pgsession.Session, error) {
-		return store.Active(ctx, time.Now().Add(-cfg.SessionCacheTTL), cfg.CacheWarmLimit)
-	})
-	if err != nil {
-		log.Warn("cache warming incomplete", zap.Int("sessions", n), zap.Error(err))
-		return
-	}
-	log.Info("cache warmed", zap.Int("sessions", n))
 }
 
 // healthcheck exits 0 iff the admin listener's /readyz answers 200 (Docker HEALTHCHECK).

@@ -1,6 +1,21 @@
 // Package authcache answers "which session does this token belong to?" through an in-process
-// cache, then Redis (cache-aside), then the session Source (Postgres), and evicts sessions from
-// every layer and every replica when they change.
+// cache, then Redis (cache-aside), then the session Source (Postgres), and forgets sessions in
+// every layer and on every replica when they change.
+//
+// A request reads top-down through cache.go: Validate looks in the in-process cache
+// (local.go), then, once per token however many requests wait (singleflight), in Redis
+// (redis.go, the only file that talks to the Redis client), then asks the Source, and fills
+// both caches behind it. A fill carries the eviction counter it read first, so it can never
+// put back a session that was evicted while it looked the session up.
+//
+// A revocation reads top-down through evict.go. The Postgres trigger notifies; pgsession's
+// change feed (Store.Listen) hands the event to this Cache as its pgsession.Sink (Changed,
+// Resynced); evict drops the in-process copy, then deletes the Redis copy and publishes the
+// eviction on the channel {prefix}evict in one Redis transaction; every other replica
+// receives it (peers.go) and drops its own in-process copy. Logout and the admin API enter
+// the same path through Invalidate. A Redis eviction that fails is retried (retry.go) until
+// Redis answers. Fan-out of one revocation today: every replica listens, so with R replicas
+// one NOTIFY costs R Redis transactions and R publishes, each delivered to R replicas.
 package authcache
 
 import (
@@ -9,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,6 +32,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/authsidecar/authsidecar/internal/breaker"
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
@@ -61,21 +78,28 @@ type Options struct {
 	// BreakerFailures consecutive Redis failures open the breaker for BreakerOpenFor.
 	BreakerFailures uint32
 	BreakerOpenFor  time.Duration
-	Logger          *zap.Logger
-	Now             func() time.Time // defaults to time.Now
+	// WarmFrom, if set, lists the sessions Run loads into Redis at start (CACHE_WARM_ON_START).
+	WarmFrom func(ctx context.Context) ([]pgsession.Session, error)
+	// AwaitResync makes warming wait for the change feed's first Resynced: its evictions
+	// move the epoch that guards every fill, and would discard a warm-up started before.
+	// Set it when a change feed delivers to this Cache.
+	AwaitResync bool
+	Logger      *zap.Logger
+	Now         func() time.Time // defaults to time.Now
 }
 
 // Cache is the read-through session cache. Its zero value is not usable; call New.
 type Cache struct {
-	src    Source
-	opts   Options
-	log    *zap.Logger
-	redis  *store // nil when Redis is disabled
-	local  *local // nil when the local cache is disabled
-	flight singleflight.Group
-	m      *metrics
-	retry  retryQueue
-	prober prober
+	src      Source
+	opts     Options
+	log      *zap.Logger
+	redis    *redisStore // nil when Redis is disabled
+	local    *local      // nil when the local cache is disabled
+	flight   singleflight.Group
+	m        *metrics
+	retry    retryQueue
+	resynced chan struct{} // closed by the change feed's first Resynced
+	once     sync.Once
 }
 
 // New returns a Cache reading through src. Call Run to receive eviction events.
@@ -86,13 +110,13 @@ func New(src Source, o Options) *Cache {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics()}
+	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics(), resynced: make(chan struct{})}
 	if o.LocalTTL > 0 && o.LocalSize > 0 {
 		c.local = newLocal(o.LocalSize)
 	}
 	if o.Redis != nil {
-		c.redis = &store{rdb: o.Redis, prefix: o.Prefix, timeout: o.OpTimeout}
-		c.redis.breaker = newBreaker(o.BreakerFailures, o.BreakerOpenFor, c.breakerChanged)
+		c.redis = &redisStore{rdb: o.Redis, prefix: o.Prefix, timeout: o.OpTimeout,
+			breaker: breaker.New(o.BreakerFailures, o.BreakerOpenFor, c.breakerChanged)}
 	}
 	return c
 }
@@ -270,7 +294,7 @@ func minTime(a, b time.Time) time.Time {
 // are the breaker doing its job, and logging them would flood the log while Redis is down.
 func (c *Cache) redisFailed(op string, err error) {
 	c.m.cacheRequest(LayerRedis, resultError)
-	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+	if breaker.Refused(err) {
 		return
 	}
 	c.log.Warn("redis "+op+" failed; falling back to postgres", zap.Error(err))

@@ -67,7 +67,7 @@ func (s *evSource) Lookup(_ context.Context, h string) (pgsession.Session, error
 }
 
 // evStore is the Redis half of a Cache, for driving fills and evictions directly.
-func evStore(rdb *redis.Client, prefix string) *store {
+func evStore(rdb *redis.Client, prefix string) *redisStore {
 	return New(nil, Options{Redis: rdb, Prefix: prefix, OpTimeout: time.Second,
 		BreakerFailures: 5, BreakerOpenFor: time.Second}).redis
 }
@@ -394,7 +394,7 @@ func TestResubscribeDropsInProcessCache(t *testing.T) {
 	})
 }
 
-func TestOnResyncDropsLocalCacheAndEvictsListedHashes(t *testing.T) {
+func TestResyncedDropsLocalCacheAndEvictsListedHashes(t *testing.T) {
 	rdb, prefix := evRedis(t)
 	src := newEvSource()
 	revoked := src.add("revoked", "u")
@@ -404,7 +404,7 @@ func TestOnResyncDropsLocalCacheAndEvictsListedHashes(t *testing.T) {
 	evValid(t, c, "kept")
 
 	// Malformed hashes (token_hash is free text to Postgres) are skipped, not fatal.
-	c.OnResync([]string{"", "x", "ABC", revoked})
+	c.Resynced([]string{"", "x", "ABC", revoked})
 	if n := c.local.len(); n != 0 {
 		t.Fatalf("in-process cache holds %d entries after a resync, want 0", n)
 	}
@@ -416,20 +416,20 @@ func TestOnResyncDropsLocalCacheAndEvictsListedHashes(t *testing.T) {
 	}
 }
 
-func TestOnChangeEvictsAndIgnoresMalformedHashes(t *testing.T) {
+func TestChangedEvictsAndIgnoresMalformedHashes(t *testing.T) {
 	rdb, prefix := evRedis(t)
 	src := newEvSource()
 	h := src.add("tok", "u")
 	c := evCache(t, src, rdb, prefix)
 	evValid(t, c, "tok")
 	for _, bad := range []string{"x", "", h[:63] + "Z"} {
-		c.OnChange(pgsession.Event{TokenHash: bad})
+		c.Changed(pgsession.Event{TokenHash: bad})
 	}
 	if res := evValid(t, c, "tok"); res.Layer != LayerLocal {
 		t.Fatalf("malformed events evicted the session (answered from %s)", res.Layer)
 	}
 	src.revoke(h)
-	c.OnChange(pgsession.Event{TokenHash: h})
+	c.Changed(pgsession.Event{TokenHash: h})
 	if _, err := c.Validate(context.Background(), "tok"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("validate after the change = %v, want ErrInvalid", err)
 	}

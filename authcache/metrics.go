@@ -1,7 +1,6 @@
 package authcache
 
 import (
-	"context"
 	"sync/atomic"
 	"time"
 
@@ -114,20 +113,14 @@ var (
 		"Cached sessions evicted, by reason.", []string{"reason"}, nil)
 	descBreaker = prometheus.NewDesc("authsidecar_redis_breaker_state",
 		"Redis circuit breaker: 0 closed, 1 half-open, 2 open.", nil, nil)
-	descRedisPool = prometheus.NewDesc("authsidecar_redis_pool_connections",
-		"Redis pool connections by state.", []string{"state"}, nil)
 	descLocalEntries = prometheus.NewDesc("authsidecar_local_cache_entries",
 		"Entries held by the in-process cache.", nil, nil)
-	descRedisUp = prometheus.NewDesc("authsidecar_redis_up",
-		"1 if Redis answered the health probe's PING, else 0.", nil, nil)
-	descRedisPing = prometheus.NewDesc("authsidecar_redis_ping_seconds",
-		"Round trip of the health probe's PING; absent while Redis does not answer.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descValidations, descCacheRequests, descInvalidations,
-		descBreaker, descRedisPool, descLocalEntries, descRedisUp, descRedisPing} {
+		descBreaker, descLocalEntries} {
 		ch <- d
 	}
 	c.m.duration.Describe(ch)
@@ -160,24 +153,6 @@ func (c *Cache) Collect(ch chan<- prometheus.Metric) {
 		gauge(descBreaker, map[gobreaker.State]float64{
 			gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2,
 		}[c.redis.breaker.State()])
-		s := c.redis.rdb.PoolStats()
-		gauge(descRedisPool, float64(s.TotalConns), "total")
-		gauge(descRedisPool, float64(s.IdleConns), "idle")
-		gauge(descRedisPool, float64(s.PendingRequests), "pending")
-		c.collectProbe(gauge)
 	}
 	m.duration.Collect(ch)
-}
-
-// collectProbe exports the health probe's result. A scrape runs the probe itself (at most
-// once a second, shared with HEALTH_PATH), so the ping gauge is fresh at every scrape
-// without a background goroutine, and nobody has to poll HEALTH_PATH for it.
-func (c *Cache) collectProbe(gauge func(d *prometheus.Desc, v float64, labels ...string)) {
-	p := c.probe(context.Background(), c.opts.Now())
-	if !p.pingOK {
-		gauge(descRedisUp, 0)
-		return
-	}
-	gauge(descRedisUp, 1)
-	gauge(descRedisPing, p.performance.Ping/1000)
 }

@@ -12,9 +12,9 @@ import (
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
-// store is the Redis half of the cache. Every call goes through the breaker and runs under
-// its own OpTimeout, so a hung Redis costs a request at most one timeout and then nothing
-// while the breaker is open.
+// redisStore is the Redis half of the cache and the only code that talks to the Redis
+// client. Every call goes through the breaker and runs under its own OpTimeout, so a hung
+// Redis costs a request at most one timeout and then nothing while the breaker is open.
 //
 // Key layout (p = prefix, h = token hash):
 //
@@ -22,22 +22,23 @@ import (
 //	p+"neg:"+h   a negative entry, TTL NegativeTTL
 //	p+"user:"+u  SET of the user's token hashes, TTL the longest of its members'
 //	p+"epoch"    counter bumped by every eviction; a fill is dropped if it moved (see fill)
-type store struct {
+//	p+"evict"    the pub/sub channel every eviction is published on
+type redisStore struct {
 	rdb     *redis.Client
 	prefix  string
 	timeout time.Duration
 	breaker *gobreaker.CircuitBreaker[any]
 }
 
-func (s *store) sessionKey(h string) string { return s.prefix + h }
-func (s *store) negKey(h string) string     { return s.prefix + "neg:" + h }
-func (s *store) userKey(u string) string    { return s.prefix + "user:" + u }
-func (s *store) epochKey() string           { return s.prefix + "epoch" }
-func (s *store) evictChannel() string       { return s.prefix + "evict" }
+func (s *redisStore) sessionKey(h string) string { return s.prefix + h }
+func (s *redisStore) negKey(h string) string     { return s.prefix + "neg:" + h }
+func (s *redisStore) userKey(u string) string    { return s.prefix + "user:" + u }
+func (s *redisStore) epochKey() string           { return s.prefix + "epoch" }
+func (s *redisStore) evictChannel() string       { return s.prefix + "evict" }
 
 // do runs f under the breaker with a fresh deadline, detached from any caller's context.
 // redis.Nil is an answer, not a failure.
-func (s *store) do(f func(ctx context.Context) error) error {
+func (s *redisStore) do(f func(ctx context.Context) error) error {
 	_, err := s.breaker.Execute(func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		defer cancel()
@@ -54,7 +55,7 @@ type lookup struct {
 }
 
 // get reads the session, its negative entry and the eviction epoch in one MGET.
-func (s *store) get(h string) (lookup, error) {
+func (s *redisStore) get(h string) (lookup, error) {
 	var l lookup
 	err := s.do(func(ctx context.Context) error {
 		vals, err := s.rdb.MGet(ctx, s.sessionKey(h), s.negKey(h), s.epochKey()).Result()
@@ -69,6 +70,20 @@ func (s *store) get(h string) (lookup, error) {
 		return nil
 	})
 	return l, err
+}
+
+// epoch reads the eviction counter alone, for a fill that has no lookup before it (warming).
+func (s *redisStore) epoch() (string, error) {
+	var epoch string
+	err := s.do(func(ctx context.Context) error {
+		v, err := s.rdb.Get(ctx, s.epochKey()).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		epoch = v
+		return err
+	})
+	return epoch, err
 }
 
 // fillScript writes a session (or, with an empty value, a negative entry) only if no eviction
@@ -88,7 +103,7 @@ end
 return 1`)
 
 // fill caches a session for ttl, with its index entry, in one round trip.
-func (s *store) fill(sess pgsession.Session, ttl time.Duration, epoch string) error {
+func (s *redisStore) fill(sess pgsession.Session, ttl time.Duration, epoch string) error {
 	return s.do(func(ctx context.Context) error {
 		keys, args := s.fillArgs(sess, ttl, epoch)
 		return fillScript.Run(ctx, s.rdb, keys, args...).Err()
@@ -97,7 +112,7 @@ func (s *store) fill(sess pgsession.Session, ttl time.Duration, epoch string) er
 
 // fillMany caches sessions, each for ttl(session), in one pipelined round trip. It returns
 // how many were written: the epoch guard drops them all if an eviction ran since epoch.
-func (s *store) fillMany(sessions []pgsession.Session, ttl func(pgsession.Session) time.Duration, epoch string) (int, error) {
+func (s *redisStore) fillMany(sessions []pgsession.Session, ttl func(pgsession.Session) time.Duration, epoch string) (int, error) {
 	written := 0
 	err := s.do(func(ctx context.Context) error {
 		if err := fillScript.Load(ctx, s.rdb).Err(); err != nil {
@@ -122,13 +137,13 @@ func (s *store) fillMany(sessions []pgsession.Session, ttl func(pgsession.Sessio
 	return written, err
 }
 
-func (s *store) fillArgs(sess pgsession.Session, ttl time.Duration, epoch string) ([]string, []any) {
+func (s *redisStore) fillArgs(sess pgsession.Session, ttl time.Duration, epoch string) ([]string, []any) {
 	return []string{s.epochKey(), s.sessionKey(sess.TokenHash), s.userKey(sess.UserID)},
 		[]any{epoch, encodeSession(sess), ttl.Milliseconds(), sess.TokenHash}
 }
 
 // fillNegative remembers for ttl that h matches no valid session.
-func (s *store) fillNegative(h string, ttl time.Duration, epoch string) error {
+func (s *redisStore) fillNegative(h string, ttl time.Duration, epoch string) error {
 	return s.do(func(ctx context.Context) error {
 		keys := []string{s.epochKey(), s.negKey(h), ""}
 		return fillScript.Run(ctx, s.rdb, keys, epoch, "", ttl.Milliseconds(), h).Err()
@@ -136,9 +151,9 @@ func (s *store) fillNegative(h string, ttl time.Duration, epoch string) error {
 }
 
 // evictHash deletes a token's session, negative entry and index membership, bumps the epoch
-// and publishes the event in one transaction, after one read to learn the session's user.
-// It reports whether a session was cached.
-func (s *store) evictHash(h string, event []byte) (bool, error) {
+// and publishes msg to the other replicas in one transaction, after one read to learn the
+// session's user. It reports whether a session was cached.
+func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
 	var deleted *redis.IntCmd
 	err := s.do(func(ctx context.Context) error {
 		userID := ""
@@ -158,7 +173,7 @@ func (s *store) evictHash(h string, event []byte) (bool, error) {
 				p.SRem(ctx, s.userKey(userID), h)
 			}
 			p.Incr(ctx, s.epochKey())
-			p.Publish(ctx, s.evictChannel(), event)
+			p.Publish(ctx, s.evictChannel(), msg)
 			return nil
 		})
 		return err
@@ -173,12 +188,12 @@ func (s *store) evictHash(h string, event []byte) (bool, error) {
 // returns the token hashes whose session was cached. The index is WATCHed: a fill that adds a
 // session after the index was read (its epoch still current) aborts the transaction, which is
 // then retried, so that session cannot survive the eviction unindexed.
-func (s *store) evictUser(userID string, event []byte) ([]string, error) {
+func (s *redisStore) evictUser(userID string, msg []byte) ([]string, error) {
 	var evicted []string
 	err := s.do(func(ctx context.Context) error {
 		var err error
 		for range maxEvictAttempts {
-			if evicted, err = s.evictUserOnce(ctx, userID, event); !errors.Is(err, redis.TxFailedErr) {
+			if evicted, err = s.evictUserOnce(ctx, userID, msg); !errors.Is(err, redis.TxFailedErr) {
 				return err
 			}
 		}
@@ -191,7 +206,7 @@ func (s *store) evictUser(userID string, event []byte) ([]string, error) {
 // eviction fails and is queued for retry like any other failure.
 const maxEvictAttempts = 5
 
-func (s *store) evictUserOnce(ctx context.Context, userID string, event []byte) ([]string, error) {
+func (s *redisStore) evictUserOnce(ctx context.Context, userID string, msg []byte) ([]string, error) {
 	var evicted []string
 	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 		hashes, err := tx.SMembers(ctx, s.userKey(userID)).Result()
@@ -205,7 +220,7 @@ func (s *store) evictUserOnce(ctx context.Context, userID string, event []byte) 
 			}
 			p.Del(ctx, s.userKey(userID))
 			p.Incr(ctx, s.epochKey())
-			p.Publish(ctx, s.evictChannel(), event)
+			p.Publish(ctx, s.evictChannel(), msg)
 			return nil
 		})
 		if err != nil {
@@ -225,14 +240,14 @@ func (s *store) evictUserOnce(ctx context.Context, userID string, event []byte) 
 // when evictions were lost. The epoch moves first, so no fill that read the old one can land
 // during or after the scan; the epoch key itself is kept, so its values never repeat. It
 // SCANs: it runs only after an overflow, and gives up when ctx ends.
-func (s *store) flush(ctx context.Context) error {
+func (s *redisStore) flush(ctx context.Context) error {
 	if err := s.rdb.Incr(ctx, s.epochKey()).Err(); err != nil {
 		return err
 	}
 	iter := s.rdb.Scan(ctx, 0, globEscape(s.prefix)+"*", 1000).Iterator()
 	var batch []string
 	for iter.Next(ctx) {
-		if k := iter.Val(); !strings.HasSuffix(k, "epoch") {
+		if k := iter.Val(); k != s.epochKey() {
 			batch = append(batch, k)
 		}
 		if len(batch) == 1000 {
@@ -251,6 +266,30 @@ func (s *store) flush(ctx context.Context) error {
 	return nil
 }
 
+// subscribe delivers what other replicas publish on the eviction channel until ctx ends.
+// go-redis resubscribes by itself after a lost connection; onSubscribed runs on every
+// (re)subscription, with first false after a reconnect, when messages may have been lost.
+func (s *redisStore) subscribe(ctx context.Context, onSubscribed func(first bool), onMessage func(payload string)) {
+	ps := s.rdb.Subscribe(ctx, s.evictChannel())
+	defer ps.Close()
+	msgs := ps.ChannelWithSubscriptions()
+	first := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-msgs:
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				onSubscribed(first)
+				first = false
+			case *redis.Message:
+				onMessage(m.Payload)
+			}
+		}
+	}
+}
+
 // globEscape quotes the characters SCAN MATCH reads as a pattern.
 func globEscape(s string) string {
 	var b strings.Builder
@@ -261,23 +300,4 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-func isSuccessful(err error) bool {
-	return err == nil || errors.Is(err, redis.Nil)
-}
-
-func newBreaker(failures uint32, openFor time.Duration, onChange func(from, to gobreaker.State)) *gobreaker.CircuitBreaker[any] {
-	return gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
-		Name:        "redis",
-		MaxRequests: 1,
-		Timeout:     openFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= failures
-		},
-		IsSuccessful: isSuccessful,
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			onChange(from, to)
-		},
-	})
 }

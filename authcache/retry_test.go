@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/internal/testenv"
-	"github.com/authsidecar/authsidecar/pgsession"
 )
 
 // TestOverflowedEvictionsFlushEveryCachedSession: when more evictions failed than the queue
@@ -23,7 +22,7 @@ func TestOverflowedEvictionsFlushEveryCachedSession(t *testing.T) {
 		}
 	}
 	for i := range maxRetries + 1 {
-		c.retry.add(pgsession.Event{TokenHash: fmt.Sprintf("%064d", i)})
+		c.retry.add(eviction{tokenHash: fmt.Sprintf("%064d", i)})
 	}
 	c.retryPending(ctx)
 	keys, err := rdb.Keys(ctx, prefix+"*").Result()

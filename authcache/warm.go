@@ -2,10 +2,9 @@ package authcache
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/pgsession"
 )
@@ -22,15 +21,7 @@ func (c *Cache) Warm(ctx context.Context, load func(context.Context) ([]pgsessio
 	if c.redis == nil {
 		return 0, nil
 	}
-	var epoch string
-	err := c.redis.do(func(ctx context.Context) error {
-		v, err := c.redis.rdb.Get(ctx, c.redis.epochKey()).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil
-		}
-		epoch = v
-		return err
-	})
+	epoch, err := c.redis.epoch()
 	if err != nil {
 		return 0, err
 	}
@@ -49,4 +40,22 @@ func (c *Cache) Warm(ctx context.Context, load func(context.Context) ([]pgsessio
 		}
 	}
 	return n, nil
+}
+
+// warmAtStart runs Options.WarmFrom once, after the change feed's first resync when
+// Options.AwaitResync is set, and logs how it went.
+func (c *Cache) warmAtStart(ctx context.Context) {
+	if c.opts.AwaitResync {
+		select {
+		case <-c.resynced:
+		case <-ctx.Done():
+			return
+		}
+	}
+	n, err := c.Warm(ctx, c.opts.WarmFrom)
+	if err != nil {
+		c.log.Warn("cache warming incomplete", zap.Int("sessions", n), zap.Error(err))
+		return
+	}
+	c.log.Info("cache warmed", zap.Int("sessions", n))
 }

@@ -93,7 +93,18 @@ func TestBlackboxHelpListsEveryVariableWithItsDefault(t *testing.T) {
 func TestBlackboxVersion(t *testing.T) {
 	t.Parallel()
 	code, stdout, stderr := runSidecar(t, nil, "version")
-	if code != 0 || strings.TrimSpace(stdout) != "authsidecar blackbox-test" {
+	// The stamped version, then what the build info records (revision, Go version).
+	if code != 0 || !strings.HasPrefix(stdout, "authsidecar blackbox-test (") || !strings.Contains(stdout, "go1.") {
 		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestBlackboxUnknownCommandSaysSoFirstThenHints(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runSidecar(t, nil, "bogus")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != 2 || stdout != "" || len(lines) != 2 ||
+		lines[0] != `authsidecar: unknown command "bogus"` || !strings.Contains(lines[1], "authsidecar -h") {
+		t.Fatalf("bogus: exit %d, stdout %q, stderr %q; want exit 2, the error, then a one-line hint", code, stdout, stderr)
 	}
 }

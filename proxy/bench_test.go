@@ -93,7 +93,7 @@ func benchHandler(log *zap.Logger) *proxy.Handler {
 		LocalTTL: time.Hour, LocalSize: 100000, LookupTimeout: time.Second,
 	})
 	return proxy.New(proxy.Options{
-		Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:3000"}, Auth: cache, Health: cache,
+		Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:3000"}, Auth: cache,
 		PublicPaths: []string{"/_next/static"}, LogoutPaths: []string{"/api/auth/logout"},
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis",
 		Transport: benchApp{}, Logger: log,

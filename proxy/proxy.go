@@ -11,8 +11,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"path"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/internal/respond"
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
@@ -29,19 +28,14 @@ type Authenticator interface {
 	Invalidate(ctx context.Context, t authcache.Target, reason string) (int, error)
 }
 
-// HealthReporter builds the health document; *authcache.Cache is one.
-type HealthReporter interface {
-	Health(ctx context.Context) authcache.Health
-}
-
 // Options configures a Handler.
 type Options struct {
 	// Upstream is the app's base URL; every forwarded request goes there.
 	Upstream *url.URL
 	// Auth validates tokens and evicts logged-out sessions.
 	Auth Authenticator
-	// Health builds the document served at HealthPath.
-	Health HealthReporter
+	// Health answers HealthPath with the health document.
+	Health http.Handler
 	// PublicPaths are cleaned paths forwarded without validation; each matches itself and
 	// its subtree.
 	PublicPaths []string
@@ -64,6 +58,13 @@ type Options struct {
 	// Registerer receives the handler's metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
 }
+
+// statusClientClosed is logged, never sent, for a client that hung up (nginx's 499).
+const statusClientClosed = 499
+
+// errAmbiguousPath answers a path that other servers may resolve differently (see
+// ambiguousPath).
+var errAmbiguousPath = respond.BadRequest("bad request")
 
 // Handler is the public listener's http.Handler.
 type Handler struct {
@@ -127,11 +128,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	own := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch {
 	case ambiguousPath(p):
-		writeError(rw, errBadRequest)
+		respond.WriteError(rw, errAmbiguousPath)
 	case own && p == h.opts.ValidatePath:
 		h.serveValidate(rw, r, &ev)
-	case own && p == h.opts.HealthPath:
-		h.serveHealth(rw, r)
+	case own && p == h.opts.HealthPath && h.opts.Health != nil:
+		h.opts.Health.ServeHTTP(rw, r)
 	case matchesAny(p, h.opts.PublicPaths):
 		h.forward(rw, h.markLogout(r, p))
 	default:
@@ -157,14 +158,14 @@ func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request, ev *acce
 	}
 	setIdentity(w.Header(), s)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, newValidation(s))
+	respond.WriteJSON(w, http.StatusOK, newValidation(s))
 }
 
 // authenticate validates the request's token; when it cannot, it has answered the request.
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, ev *accessEvent) (string, pgsession.Session, bool) {
 	token, found := tokenFrom(r.Header, h.opts.SessionCookie)
 	if !found || !validToken(token) {
-		writeError(w, errUnauthorized)
+		respond.WriteError(w, authcache.ErrInvalid)
 		return "", pgsession.Session{}, false
 	}
 	res, err := h.opts.Auth.Validate(r.Context(), token)
@@ -177,16 +178,6 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, ev *acces
 	return token, res.Session, true
 }
 
-func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
-	doc := h.opts.Health.Health(r.Context())
-	code := http.StatusOK
-	if doc.Status == authcache.StatusUnhealthy {
-		code = http.StatusServiceUnavailable
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, code, doc)
-}
-
 // fail answers a validation error; a client that went away gets nothing.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
@@ -195,7 +186,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.Is(err, authcache.ErrInvalid) {
 		h.log.Warn("session store unavailable", zap.Error(err))
 	}
-	writeError(w, err)
+	respond.WriteError(w, err)
 }
 
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
@@ -248,33 +239,6 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// isProxyHeader reports headers that only a proxy in front should set: the app may read
-// them as the client's address or as the path to serve (X-Original-URL), so they are kept
-// only from TRUSTED_PROXIES. Rewrite has already replaced the standard X-Forwarded-* trio.
-// Names are compared like identity headers: any case, '_' read as '-'.
-func isProxyHeader(k string) bool {
-	switch k {
-	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
-		return false // exactly what SetXForwarded wrote; a client's X_Forwarded_For is not
-	}
-	for _, name := range [...]string{"x-real-ip", "x-client-ip", "x-cluster-client-ip", "true-client-ip",
-		"cf-connecting-ip", "fastly-client-ip", "x-original-url", "x-original-uri", "x-rewrite-url"} {
-		if foldEqual(k, name) {
-			return true
-		}
-	}
-	return hasFoldPrefix(k, "x-forwarded-")
-}
-
-func foldEqual(k, lower string) bool { return len(k) == len(lower) && hasFoldPrefix(k, lower) }
-
-// ambiguousPath reports a path that other servers may resolve differently from path.Clean:
-// a dot-segment carrying ";" parameters (Tomcat and Spring read "/public/..;/api" as "/api")
-// or a backslash (read as "/" by some). It is refused rather than guessed.
-func ambiguousPath(p string) bool {
-	return strings.ContainsRune(p, '\\') || strings.Contains(p, "/..;") || strings.Contains(p, "/.;")
-}
-
 func (h *Handler) trusted(remoteAddr string) bool {
 	if len(h.opts.TrustedProxies) == 0 {
 		return false
@@ -302,31 +266,5 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		return
 	}
 	h.log.Warn("upstream unreachable", zap.Error(err))
-	writeError(w, errBadGateway)
-}
-
-// cleanPath resolves dot-segments and repeated slashes, keeping a trailing slash.
-func cleanPath(p string) string {
-	if p == "" {
-		return "/"
-	}
-	if !strings.Contains(p, "/.") && !strings.Contains(p, "//") && p[0] == '/' {
-		return p // the common case, without allocating
-	}
-	c := path.Clean("/" + p)
-	if strings.HasSuffix(p, "/") && c != "/" {
-		c += "/"
-	}
-	return c
-}
-
-// matchesAny reports whether p is one of prefixes or lies in its subtree: "/login" matches
-// "/login" and "/login/x", never "/login2".
-func matchesAny(p string, prefixes []string) bool {
-	for _, pre := range prefixes {
-		if pre == "/" || p == pre || (strings.HasPrefix(p, pre) && p[len(pre)] == '/') {
-			return true
-		}
-	}
-	return false
+	respond.WriteError(w, respond.ErrBadGateway)
 }

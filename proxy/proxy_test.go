@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -51,10 +50,6 @@ func (a *fakeAuth) Invalidate(_ context.Context, t authcache.Target, _ string) (
 		}
 	}
 	return 0, nil
-}
-
-func (a *fakeAuth) Health(context.Context) authcache.Health {
-	return authcache.Health{Status: authcache.StatusDisabled}
 }
 
 // upstream records what the app received.
@@ -107,7 +102,7 @@ func newTestProxy(tb testing.TB, app *upstream, mod func(*Options)) (*httptest.S
 	tb.Helper()
 	auth := &fakeAuth{sessions: map[string]pgsession.Session{"good": jose}}
 	target, _ := url.Parse(app.URL)
-	o := Options{Upstream: target, Auth: auth, Health: auth, PublicPaths: []string{"/login", "/_next/static"},
+	o := Options{Upstream: target, Auth: auth, Health: healthHandler, PublicPaths: []string{"/login", "/_next/static"},
 		LogoutPaths: []string{"/api/auth/logout"}, SessionCookie: "session",
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis"}
 	if mod != nil {
@@ -366,42 +361,20 @@ func TestRevokedSessionClosesItsStream(t *testing.T) {
 	}
 }
 
-func TestHealthStatusCodes(t *testing.T) {
-	cases := []struct {
-		status string
-		want   int
-	}{
-		{authcache.StatusHealthy, 200}, {authcache.StatusDegraded, 200},
-		{authcache.StatusDisabled, 200}, {authcache.StatusUnhealthy, 503},
-	}
-	for _, tc := range cases {
-		app := newUpstream(t, nil)
-		srv, _ := newTestProxy(t, app, func(o *Options) { o.Health = staticHealth(tc.status) })
-		if resp := do(t, "GET", srv.URL+"/api/health/redis", nil); resp.StatusCode != tc.want {
-			t.Errorf("%s: HTTP %d, want %d", tc.status, resp.StatusCode, tc.want)
+// healthHandler stands in for the health document.
+var healthHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusTeapot)
+})
+
+func TestHealthPathIsAnsweredByTheHealthHandler(t *testing.T) {
+	app := newUpstream(t, nil)
+	srv, _ := newTestProxy(t, app, nil)
+	for _, method := range []string{"GET", "HEAD"} {
+		if resp := do(t, method, srv.URL+"/api/health/redis", nil); resp.StatusCode != http.StatusTeapot {
+			t.Errorf("%s health path: HTTP %d, want the health handler's 418", method, resp.StatusCode)
 		}
 	}
-}
-
-type staticHealth string
-
-func (s staticHealth) Health(context.Context) authcache.Health {
-	return authcache.Health{Status: string(s)}
-}
-
-func TestStatusOfMapsEveryOutcome(t *testing.T) {
-	cases := []struct {
-		err  error
-		want int
-	}{
-		{authcache.ErrInvalid, 401},
-		{fmt.Errorf("%w: x", authcache.ErrUnavailable), 503},
-		{errBadGateway, 502},
-		{errors.New("anything else"), 503},
-	}
-	for _, tc := range cases {
-		if got, _ := statusOf(tc.err); got != tc.want {
-			t.Errorf("statusOf(%v) = %d, want %d", tc.err, got, tc.want)
-		}
+	if n := app.count(); n != 0 {
+		t.Fatalf("the app received %d health requests", n)
 	}
 }

@@ -107,7 +107,7 @@ func handlerOnly(u *url.URL) http.Handler {
 		LocalTTL: time.Hour, LocalSize: 100000, LookupTimeout: time.Second,
 	})
 	return proxy.New(proxy.Options{
-		Upstream: u, Auth: cache, Health: cache, LogoutPaths: []string{"/api/auth/logout"},
+		Upstream: u, Auth: cache, LogoutPaths: []string{"/api/auth/logout"},
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis",
 	})
 }

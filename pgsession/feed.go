@@ -21,22 +21,30 @@ type Event struct {
 	UserID    string `json:"userId,omitempty"`
 }
 
-// ListenHandler receives what Listen observes. Its functions run on Listen's goroutine;
-// nil functions are skipped.
-type ListenHandler struct {
-	// OnEvent receives each well-formed notification.
-	OnEvent func(Event)
-	// OnResync runs with the hashes of sessions revoked or expired while notifications may
+// Sink is what the change feed delivers to: the cache that must forget what changed.
+// pgsession declares it and authcache implements it, so the revocation path reads from the
+// trigger (sql/notify.sql) through Listen to the cache. Its methods run on Listen's
+// goroutine, one at a time, in the order the database sent them.
+type Sink interface {
+	// Changed receives each well-formed notification: a session or a user changed.
+	Changed(Event)
+	// Resynced receives the hashes of sessions revoked or expired while notifications may
 	// have been missed: after every reconnect, and after the first connect when
-	// FirstSyncWindow is positive. The caller drops its in-process cache and evicts these
-	// hashes.
-	OnResync func(hashes []string)
+	// FeedOptions.FirstSyncWindow is positive. The sink drops its in-process copies and
+	// evicts these hashes.
+	Resynced(hashes []string)
+}
+
+// FeedOptions configures Listen.
+type FeedOptions struct {
+	// Channel is the channel the shipped trigger notifies (DB_NOTIFY_CHANNEL).
+	Channel string
 	// FirstSyncWindow is the longest a cached session can outlive its revocation: the TTL
 	// of the shared (Redis) cache. Nobody may have been listening before this process
 	// started, so when it is positive the first connect resyncs the sessions revoked or
 	// expired within that window (plus a minute of slack). Zero skips the first resync.
 	FirstSyncWindow time.Duration
-	// OnState reports the connection state as it changes.
+	// OnState, if set, reports the connection state as it changes.
 	OnState func(connected bool)
 }
 
@@ -48,14 +56,14 @@ const (
 	connectTimeout = 5 * time.Second
 )
 
-// Listen LISTENs on channel over a dedicated connection and delivers notifications to h
-// until ctx is cancelled, when it returns nil. Connection failures are logged and
+// Listen LISTENs on o.Channel over a dedicated connection and delivers notifications to
+// sink until ctx is cancelled, when it returns nil. Connection failures are logged and
 // retried with capped exponential backoff; they are never returned.
-func (s *Store) Listen(ctx context.Context, channel string, h ListenHandler) error {
-	if channel == "" {
+func (s *Store) Listen(ctx context.Context, o FeedOptions, sink Sink) error {
+	if o.Channel == "" {
 		return errors.New("listen: empty channel")
 	}
-	l := &listener{store: s, channel: channel, h: h, log: s.log.With(zap.String("channel", channel))}
+	l := &listener{store: s, channel: o.Channel, o: o, sink: sink, log: s.log.With(zap.String("channel", o.Channel))}
 	backoff := backoffInitial
 	for {
 		connected, err := l.session(ctx)
@@ -82,7 +90,8 @@ func (s *Store) Listen(ctx context.Context, channel string, h ListenHandler) err
 type listener struct {
 	store   *Store
 	channel string
-	h       ListenHandler
+	o       FeedOptions
+	sink    Sink
 	log     *zap.Logger
 
 	everConnected bool      // whether lastGood is set; until then only FirstSyncWindow applies
@@ -118,9 +127,7 @@ func (l *listener) session(ctx context.Context) (connected bool, err error) {
 		if err != nil {
 			return false, err // lastGood unchanged: the next connect retries the resync
 		}
-		if l.h.OnResync != nil {
-			l.h.OnResync(hashes)
-		}
+		l.sink.Resynced(hashes)
 		msg := "notification listener reconnected"
 		if !l.everConnected {
 			msg = "notification listener connected"
@@ -149,10 +156,10 @@ func (l *listener) resyncSince(now time.Time) (time.Time, bool) {
 	switch {
 	case l.everConnected:
 		return l.lastGood.Add(-resyncMargin), true
-	case l.h.FirstSyncWindow > 0:
+	case l.o.FirstSyncWindow > 0:
 		// Revocations from before this process may never have been heard. A copy cached
 		// before a revocation lives at most the window, so older ones need no eviction.
-		return now.Add(-l.h.FirstSyncWindow - resyncMargin), true
+		return now.Add(-l.o.FirstSyncWindow - resyncMargin), true
 	default:
 		return time.Time{}, false
 	}
@@ -212,13 +219,11 @@ func (l *listener) deliver(payload string) {
 		l.log.Warn("skipping malformed notification", zap.Error(err), zap.Int("bytes", len(payload)))
 		return
 	}
-	if l.h.OnEvent != nil {
-		l.h.OnEvent(ev)
-	}
+	l.sink.Changed(ev)
 }
 
 func (l *listener) setState(connected bool) {
-	if l.h.OnState != nil {
-		l.h.OnState(connected)
+	if l.o.OnState != nil {
+		l.o.OnState(connected)
 	}
 }

@@ -1,12 +1,23 @@
-package authcache
+// Package health builds the health document served at HEALTH_PATH, the shape the app's
+// dashboards read: the Redis server as a probe sees it (PING, SET, GET, INFO, DBSIZE, at
+// most once a second), the cache's counters and breaker, and the Redis pool. It also
+// exports the probe's result as the redis_up and redis_ping_seconds gauges.
+package health
 
 import (
 	"context"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/internal/respond"
 )
 
 // Health statuses, as the health document spells them.
@@ -20,8 +31,39 @@ const (
 // slowPing is the ping time from which Redis counts as degraded.
 const slowPing = 100 * time.Millisecond
 
-// Health is the health document served at HEALTH_PATH.
-type Health struct {
+// Stats is what the document reads from the cache; *authcache.Cache is one.
+type Stats interface {
+	Counters() authcache.Counters
+	BreakerState() string // "closed", "open", "half-open"; "" without Redis
+}
+
+// Options configures a Reporter.
+type Options struct {
+	Redis      *redis.Client // nil: Redis is disabled and the status is "disabled"
+	Cache      Stats
+	Prefix     string        // SESSION_KEY_PREFIX: the probe writes Prefix+"healthcheck"
+	SessionTTL time.Duration // shown as sessionCache.metrics.ttl
+	OpTimeout  time.Duration // the probe's deadline is max(OpTimeout, 1s)
+	Now        func() time.Time
+}
+
+// Reporter builds the health document. Its zero value is not usable; call New.
+type Reporter struct {
+	o    Options
+	mu   sync.Mutex
+	last probe
+}
+
+// New returns a Reporter.
+func New(o Options) *Reporter {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Reporter{o: o}
+}
+
+// Document is the health document served at HEALTH_PATH.
+type Document struct {
 	Status       string       `json:"status"`
 	Timestamp    string       `json:"timestamp"`
 	Redis        RedisHealth  `json:"redis"`
@@ -86,40 +128,35 @@ type probe struct {
 
 const probeEvery = time.Second
 
-type prober struct {
-	mu   sync.Mutex
-	last probe
-}
-
-// Health builds the health document. The Redis probe (PING, SET, GET, INFO, DBSIZE) runs at
-// most once a second; counters are always current.
-func (c *Cache) Health(ctx context.Context) Health {
-	now := c.opts.Now()
-	h := Health{
+// Document builds the health document. The Redis probe (PING, SET, GET, INFO, DBSIZE) runs
+// at most once a second; counters are always current.
+func (r *Reporter) Document(ctx context.Context) Document {
+	now := r.o.Now()
+	h := Document{
 		Status:    StatusDisabled,
 		Timestamp: now.UTC().Format(time.RFC3339),
 		Errors:    []string{},
 	}
-	cnt := c.Counters()
+	cnt := r.o.Cache.Counters()
 	total := cnt.Hits + cnt.Misses
 	h.SessionCache.Metrics = CacheMetrics{
 		Hits: cnt.Hits, Misses: cnt.Misses, Errors: cnt.Errors, Invalidations: cnt.Invalidations,
-		Total: total, TTL: int64(c.opts.SessionTTL / time.Second),
+		Total: total, TTL: int64(r.o.SessionTTL / time.Second),
 	}
 	if total > 0 {
 		h.SessionCache.Metrics.HitRate = math.Round(float64(cnt.Hits)*1000/float64(total)) / 10
 	}
-	if c.redis == nil {
+	if r.o.Redis == nil {
 		h.SessionCache.Breaker = StatusDisabled
 		return h
 	}
-	p := c.probe(ctx, now)
+	p := r.probe(ctx, now)
 	h.Redis, h.Performance = p.redis, p.performance
 	h.Errors = append(h.Errors, p.errors...)
-	s := c.redis.rdb.PoolStats()
+	s := r.o.Redis.PoolStats()
 	h.SessionCache.Pool = Pool{Size: s.TotalConns, Available: s.IdleConns, Pending: s.PendingRequests}
 	h.SessionCache.Enabled = true
-	h.SessionCache.Breaker = c.BreakerState()
+	h.SessionCache.Breaker = r.o.Cache.BreakerState()
 	switch {
 	case !p.pingOK:
 		h.Status = StatusUnhealthy
@@ -136,21 +173,32 @@ func (c *Cache) Health(ctx context.Context) Health {
 	return h
 }
 
-func (c *Cache) probe(ctx context.Context, now time.Time) probe {
-	c.prober.mu.Lock()
-	defer c.prober.mu.Unlock()
-	if now.Sub(c.prober.last.at) < probeEvery {
-		return c.prober.last
+// ServeHTTP answers HEALTH_PATH: the document, with 503 when Redis is unhealthy.
+func (r *Reporter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	doc := r.Document(req.Context())
+	code := http.StatusOK
+	if doc.Status == StatusUnhealthy {
+		code = http.StatusServiceUnavailable
 	}
-	c.prober.last = c.runProbe(ctx)
-	c.prober.last.at = now
-	return c.prober.last
+	w.Header().Set("Cache-Control", "no-store")
+	respond.WriteJSON(w, code, doc)
 }
 
-func (c *Cache) runProbe(ctx context.Context) probe {
+func (r *Reporter) probe(ctx context.Context, now time.Time) probe {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last.at) < probeEvery {
+		return r.last
+	}
+	r.last = r.runProbe(ctx)
+	r.last.at = now
+	return r.last
+}
+
+func (r *Reporter) runProbe(ctx context.Context) probe {
 	var p probe
-	rdb := c.redis.rdb
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.opts.OpTimeout, time.Second))
+	rdb := r.o.Redis
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(r.o.OpTimeout, time.Second))
 	defer cancel()
 	timed := func(f func() error) (float64, error) {
 		start := time.Now()
@@ -164,35 +212,24 @@ func (c *Cache) runProbe(ctx context.Context) probe {
 	}
 	p.pingOK = true
 	p.redis.Connected = true
-	key := c.redis.prefix + "healthcheck"
+	key := r.o.Prefix + "healthcheck"
 	if p.performance.Set, err = timed(func() error { return rdb.Set(ctx, key, "ok", 10*time.Second).Err() }); err != nil {
 		p.errors = append(p.errors, "redis set failed: "+shortError(err))
 	}
 	if p.performance.Get, err = timed(func() error { return rdb.Get(ctx, key).Err() }); err != nil {
 		p.errors = append(p.errors, "redis get failed: "+shortError(err))
 	}
-	info, err := rdb.Info(ctx, "server", "memory").Result()
-	if err != nil {
+	info := rdb.InfoMap(ctx, "server", "memory")
+	if err := info.Err(); err != nil {
 		p.errors = append(p.errors, "redis info failed: "+shortError(err))
 	}
-	fields := parseInfo(info)
-	p.redis.Version = fields["redis_version"]
-	p.redis.Uptime, _ = strconv.ParseInt(fields["uptime_in_seconds"], 10, 64)
-	p.redis.UsedMemory = fields["used_memory_human"]
+	p.redis.Version = info.Item("Server", "redis_version")
+	p.redis.Uptime, _ = strconv.ParseInt(info.Item("Server", "uptime_in_seconds"), 10, 64)
+	p.redis.UsedMemory = info.Item("Memory", "used_memory_human")
 	if p.redis.TotalKeys, err = rdb.DBSize(ctx).Result(); err != nil {
 		p.errors = append(p.errors, "redis dbsize failed: "+shortError(err))
 	}
 	return p
-}
-
-func parseInfo(info string) map[string]string {
-	fields := map[string]string{}
-	for line := range strings.SplitSeq(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
-			fields[k] = v
-		}
-	}
-	return fields
 }
 
 // shortError keeps the first line of err, short. go-redis errors never carry the URL's
@@ -203,4 +240,44 @@ func shortError(err error) string {
 		s = s[:120]
 	}
 	return s
+}
+
+var (
+	descRedisUp = prometheus.NewDesc("authsidecar_redis_up",
+		"1 if Redis answered the health probe's PING, else 0.", nil, nil)
+	descRedisPing = prometheus.NewDesc("authsidecar_redis_ping_seconds",
+		"Round trip of the health probe's PING; absent while Redis does not answer.", nil, nil)
+	descRedisPool = prometheus.NewDesc("authsidecar_redis_pool_connections",
+		"Redis pool connections by state.", []string{"state"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (r *Reporter) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descRedisUp
+	ch <- descRedisPing
+	ch <- descRedisPool
+}
+
+// Collect implements prometheus.Collector. A scrape runs the probe itself (at most once a
+// second, shared with HEALTH_PATH), so the ping gauge is fresh at every scrape without a
+// background goroutine, and nobody has to poll HEALTH_PATH for it. Without Redis it exports
+// nothing.
+func (r *Reporter) Collect(ch chan<- prometheus.Metric) {
+	if r.o.Redis == nil {
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	s := r.o.Redis.PoolStats()
+	gauge(descRedisPool, float64(s.TotalConns), "total")
+	gauge(descRedisPool, float64(s.IdleConns), "idle")
+	gauge(descRedisPool, float64(s.PendingRequests), "pending")
+	p := r.probe(context.Background(), r.o.Now())
+	if !p.pingOK {
+		gauge(descRedisUp, 0)
+		return
+	}
+	gauge(descRedisUp, 1)
+	gauge(descRedisPing, p.performance.Ping/1000)
 }

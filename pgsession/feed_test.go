@@ -28,7 +28,7 @@ func listen(t *testing.T, store *pgsession.Store, channel string) *recorder {
 	return listenWithFirstSync(t, store, channel, 0)
 }
 
-// listenWithFirstSync is listen with ListenHandler.FirstSyncWindow set to window.
+// listenWithFirstSync is listen with FeedOptions.FirstSyncWindow set to window.
 func listenWithFirstSync(t *testing.T, store *pgsession.Store, channel string, window time.Duration) *recorder {
 	t.Helper()
 	r := &recorder{
@@ -39,13 +39,11 @@ func listenWithFirstSync(t *testing.T, store *pgsession.Store, channel string, w
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- store.Listen(ctx, channel, pgsession.ListenHandler{
-			OnEvent:  func(e pgsession.Event) { r.events <- e },
-			OnResync: func(h []string) { r.resyncs <- h },
-			OnState:  func(c bool) { r.states <- c },
-
+		done <- store.Listen(ctx, pgsession.FeedOptions{
+			Channel:         channel,
 			FirstSyncWindow: window,
-		})
+			OnState:         func(c bool) { r.states <- c },
+		}, r)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -56,6 +54,9 @@ func listenWithFirstSync(t *testing.T, store *pgsession.Store, channel string, w
 	r.wantState(t, true, 5*time.Second)
 	return r
 }
+
+func (r *recorder) Changed(e pgsession.Event) { r.events <- e }
+func (r *recorder) Resynced(hashes []string)  { r.resyncs <- hashes }
 
 func (r *recorder) wantState(t *testing.T, want bool, within time.Duration) {
 	t.Helper()
@@ -323,7 +324,7 @@ func TestListenReturnsNilWhenCancelledWhileDisconnected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := store.Listen(ctx, "authsidecar_session_changed", pgsession.ListenHandler{}); err != nil {
+	if err := store.Listen(ctx, pgsession.FeedOptions{Channel: "authsidecar_session_changed"}, &recorder{}); err != nil {
 		t.Fatalf("Listen = %v, want nil", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {

@@ -85,9 +85,9 @@ func TestMigrateRejectsUnsafeChannel(t *testing.T) {
 
 func TestShippedSQLUsesDefaults(t *testing.T) {
 	for _, c := range []struct{ name, sql, want string }{
-		{"schema", pgsession.SchemaSQL, "CREATE TABLE IF NOT EXISTS platform.user_sessions"},
-		{"notify", pgsession.NotifySQL, "'" + pgsession.DefaultChannel + "'"},
-		{"role", pgsession.RoleSQL, "TO authsidecar USING (true)"},
+		{"schema", pgsession.SchemaSQL(), "CREATE TABLE IF NOT EXISTS platform.user_sessions"},
+		{"notify", pgsession.NotifySQL(), "'" + pgsession.DefaultChannel + "'"},
+		{"role", pgsession.RoleSQL(), "TO authsidecar USING (true)"},
 	} {
 		if !strings.Contains(c.sql, c.want) {
 			t.Errorf("%s SQL lacks %q", c.name, c.want)

@@ -1,4 +1,4 @@
-package proxy_test
+package admin_test
 
 import (
 	"bufio"
@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/authsidecar/authsidecar/admin"
 	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/health"
 	"github.com/authsidecar/authsidecar/internal/testenv"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -22,7 +24,7 @@ import (
 const metricsAdminToken = "metrics-test-admin-token"
 
 // metricsStack is the public and internal handlers over a real cache, Redis and Postgres,
-// registered as serve registers them.
+// with the collectors registered as serve registers them.
 type metricsStack struct {
 	db            *testenv.DB
 	public, admin string
@@ -39,23 +41,24 @@ func newMetricsStack(tb testing.TB) *metricsStack {
 		LocalTTL: 10 * time.Second, LocalSize: 1000, OpTimeout: time.Second, LookupTimeout: 2 * time.Second,
 		BreakerFailures: 5, BreakerOpenFor: time.Second, Now: s.clock.Now,
 	})
+	reporter := health.New(health.Options{Redis: rdb, Cache: cache, OpTimeout: time.Second, Now: s.clock.Now})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), cache)
+	reg.MustRegister(collectors.NewGoCollector(), cache, reporter)
 	app := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	tb.Cleanup(app.Close)
 	upstream, _ := url.Parse(app.URL)
 	public := httptest.NewServer(proxy.New(proxy.Options{
-		Upstream: upstream, Auth: cache, Health: cache, LogoutPaths: []string{"/api/auth/logout"},
+		Upstream: upstream, Auth: cache, Health: reporter, LogoutPaths: []string{"/api/auth/logout"},
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis",
 		Revalidate: time.Minute, Registerer: reg,
 	}))
 	tb.Cleanup(public.Close)
-	admin := httptest.NewServer(proxy.NewAdmin(proxy.AdminOptions{
+	internal := httptest.NewServer(admin.New(admin.Options{
 		Auth: cache, Ready: store.Ping, Token: metricsAdminToken,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}))
-	tb.Cleanup(admin.Close)
-	s.public, s.admin = public.URL, admin.URL
+	tb.Cleanup(internal.Close)
+	s.public, s.admin = public.URL, internal.URL
 	return s
 }
 

@@ -1,14 +1,18 @@
-package authcache
+package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/authsidecar/authsidecar/internal/breaker"
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 )
 
 // redisScenarios lists the Redis scenarios after ping, in the seed suite's order. Each
@@ -183,16 +187,15 @@ func (c *checker) scanOwn(ctx context.Context) (string, error) {
 }
 
 func (c *checker) info(ctx context.Context) (string, error) {
-	info, err := c.o.Redis.Info(ctx, "server", "memory").Result()
-	if err != nil {
+	info := c.o.Redis.InfoMap(ctx, "server", "memory")
+	if err := info.Err(); err != nil {
 		return "", err
 	}
-	f := parseInfo(info)
-	if f["redis_version"] == "" {
+	if info.Item("Server", "redis_version") == "" {
 		return "", fmt.Errorf("INFO has no redis_version")
 	}
-	return fmt.Sprintf("redis %s, mode %s, up %ss, memory %s", f["redis_version"], f["redis_mode"],
-		f["uptime_in_seconds"], f["used_memory_human"]), nil
+	return fmt.Sprintf("redis %s, mode %s, up %ss, memory %s", info.Item("Server", "redis_version"),
+		info.Item("Server", "redis_mode"), info.Item("Server", "uptime_in_seconds"), info.Item("Memory", "used_memory_human")), nil
 }
 
 func (c *checker) dbsize(ctx context.Context) (string, error) {
@@ -274,4 +277,90 @@ func errOr(err, mismatch error) error {
 		return err
 	}
 	return mismatch
+}
+
+func (c *checker) ping(ctx context.Context) (string, error) {
+	start := time.Now()
+	if err := c.o.Redis.Ping(ctx).Err(); err != nil {
+		return "", fmt.Errorf("cannot reach redis at %s: %w", c.o.Redis.Options().Addr, err)
+	}
+	return "PONG in " + ms(time.Since(start)), nil
+}
+
+// breaker trips a private breaker built like the production one, with the configured
+// threshold but a short open time, around a call that always fails; then one successful
+// probe (a Redis PING) must close it.
+func (c *checker) breaker(ctx context.Context) (string, error) {
+	const openFor = 100 * time.Millisecond
+	failures := max(c.o.BreakerFailures, 1)
+	var transitions []string
+	cb := breaker.New(failures, openFor, func(from, to gobreaker.State) {
+		transitions = append(transitions, from.String()+"→"+to.String())
+	})
+	errFailing := errors.New("always fails")
+	failing := func() (any, error) { return nil, errFailing }
+	for i := range failures {
+		if st := cb.State(); st != gobreaker.StateClosed {
+			return "", fmt.Errorf("breaker %s after %d of %d failures", st, i, failures)
+		}
+		_, _ = cb.Execute(failing)
+	}
+	if _, err := cb.Execute(failing); !errors.Is(err, gobreaker.ErrOpenState) {
+		return "", fmt.Errorf("breaker did not refuse a call after %d failures (state %s)", failures, cb.State())
+	}
+	select {
+	case <-time.After(openFor + 20*time.Millisecond):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if _, err := cb.Execute(func() (any, error) { return nil, c.o.Redis.Ping(ctx).Err() }); err != nil {
+		return "", fmt.Errorf("probe after the open time: %w", err)
+	}
+	want := []string{"closed→open", "open→half-open", "half-open→closed"}
+	if got := strings.Join(transitions, " "); got != strings.Join(want, " ") {
+		return "", fmt.Errorf("breaker went %s, want %s", got, strings.Join(want, " "))
+	}
+	return fmt.Sprintf("opened after %d failures, refused calls while open, closed by one probe after %v", failures, openFor), nil
+}
+
+// cleanup deletes every key the check wrote, and anything else under its namespace, then
+// verifies that none remain.
+func (c *checker) cleanup(ctx context.Context) (string, error) {
+	found, err := c.scan(ctx)
+	if err != nil {
+		return "", err
+	}
+	for k := range c.keys {
+		found[k] = true
+	}
+	keys := make([]string, 0, len(found))
+	for k := range found {
+		keys = append(keys, k)
+	}
+	if len(keys) > 0 {
+		if err := c.o.Redis.Del(ctx, keys...).Err(); err != nil {
+			return "", fmt.Errorf("delete %d keys: %w", len(keys), err)
+		}
+	}
+	left, err := c.scan(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(left) > 0 {
+		return "", fmt.Errorf("%d keys remain under %s*", len(left), c.ns)
+	}
+	return fmt.Sprintf("deleted %d keys under %s*, none remain", len(keys), c.ns), nil
+}
+
+// scan returns every key under the check's namespace.
+func (c *checker) scan(ctx context.Context) (map[string]bool, error) {
+	found := map[string]bool{}
+	iter := c.o.Redis.Scan(ctx, 0, c.ns+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		found[iter.Val()] = true
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("scan %s*: %w", c.ns, err)
+	}
+	return found, nil
 }

@@ -1,4 +1,4 @@
-package authcache_test
+package check_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/check"
 	"github.com/authsidecar/authsidecar/internal/testenv"
 	"github.com/authsidecar/authsidecar/pgsession"
 )
@@ -28,10 +28,10 @@ var checkScenarios = []string{
 var checkLine = regexp.MustCompile(`^(PASS|FAIL|SKIP) ([a-z.-]+) (\S.*)$`)
 
 // runCheck runs Check and splits its output into verdicts by scenario and the summary.
-func runCheck(tb testing.TB, o authcache.CheckOptions) (authcache.CheckReport, map[string]string, []string, string) {
+func runCheck(tb testing.TB, o check.Options) (check.Report, map[string]string, []string, string) {
 	tb.Helper()
 	var out bytes.Buffer
-	r := authcache.Check(context.Background(), o, &out)
+	r := check.Run(context.Background(), o, &out)
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	verdicts := map[string]string{}
 	var names []string
@@ -59,7 +59,7 @@ func keysUnder(tb testing.TB, rdb *redis.Client, prefix string) []string {
 
 func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
 	f := newFixture(t)
-	r, verdicts, names, summary := runCheck(t, authcache.CheckOptions{
+	r, verdicts, names, summary := runCheck(t, check.Options{
 		Redis: f.rdb, Prefix: f.prefix, BreakerFailures: 3, Postgres: f.store,
 	})
 
@@ -100,7 +100,7 @@ func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
 
 func TestCheckWithoutRedisSkipsRedisAndChecksPostgres(t *testing.T) {
 	f := newFixture(t)
-	r, verdicts, _, summary := runCheck(t, authcache.CheckOptions{
+	r, verdicts, _, summary := runCheck(t, check.Options{
 		Prefix: f.prefix, BreakerFailures: 5, Postgres: f.store, RedisSkip: "REDIS_URL not set",
 	})
 	for _, name := range checkScenarios[:18] {
@@ -130,7 +130,7 @@ func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
 	t.Cleanup(store.Close)
 
 	start := time.Now()
-	r, verdicts, _, _ := runCheck(t, authcache.CheckOptions{Redis: deadRedis, Prefix: "x:", BreakerFailures: 5, Postgres: store})
+	r, verdicts, _, _ := runCheck(t, check.Options{Redis: deadRedis, Prefix: "x:", BreakerFailures: 5, Postgres: store})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("check took %v against closed ports", d)
 	}
@@ -177,10 +177,25 @@ func TestCheckLookupPlanVerdicts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, verdicts, _, _ := runCheck(t, authcache.CheckOptions{Postgres: tt.src, RedisSkip: "off"})
+			_, verdicts, _, _ := runCheck(t, check.Options{Postgres: tt.src, RedisSkip: "off"})
 			if got := verdicts["postgres.lookup-plan"]; got != tt.want {
 				t.Errorf("lookup-plan = %q, want %q", got, tt.want)
 			}
 		})
 	}
+}
+
+// fixture is a migrated database with its store, and a key prefix on the shared test Redis.
+type fixture struct {
+	db     *testenv.DB
+	store  *pgsession.Store
+	rdb    *redis.Client
+	prefix string
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	db := testenv.NewDB(tb)
+	rdb := testenv.NewRedisClient(tb)
+	return &fixture{db: db, store: db.OpenStore(tb), rdb: rdb, prefix: testenv.Prefix(tb, rdb)}
 }

@@ -1,4 +1,4 @@
-package authcache_test
+package health_test
 
 import (
 	"context"

@@ -11,27 +11,30 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// SchemaSQL is the session schema of the SPEC (platform.users, platform.user_sessions),
-// idempotent.
-//
-//go:embed sql/schema.sql
-var SchemaSQL string
+// The shipped SQL, embedded so tests and Migrate run exactly what operators run with psql.
+// Unexported: the files under sql/ are the one copy.
+var (
+	// schemaSQL is the session schema (platform.users, platform.user_sessions), idempotent.
+	//
+	//go:embed sql/schema.sql
+	schemaSQL string
 
-// NotifySQL installs the change-notification triggers on DefaultChannel, idempotent.
-//
-//go:embed sql/notify.sql
-var NotifySQL string
+	// notifySQL installs the change-notification triggers on DefaultChannel, idempotent.
+	//
+	//go:embed sql/notify.sql
+	notifySQL string
 
-// RoleSQL grants the least-privilege reader role "authsidecar" SELECT on the two tables
-// and enables row-level security with a policy for it. The role must exist.
-//
-//go:embed sql/role.sql
-var RoleSQL string
+	// roleSQL grants the least-privilege reader role "authsidecar" SELECT on the two
+	// tables and enables row-level security with a policy for it. The role must exist.
+	//
+	//go:embed sql/role.sql
+	roleSQL string
+)
 
-// DefaultChannel is the notification channel written in NotifySQL.
+// DefaultChannel is the notification channel written in sql/notify.sql.
 const DefaultChannel = "authsidecar_session_changed"
 
-// defaultRole is the role name written in RoleSQL.
+// defaultRole is the role name written in sql/role.sql.
 const defaultRole = "authsidecar"
 
 // migrateLock serialises concurrent migrations (several replicas starting at once), which
@@ -51,13 +54,13 @@ type Execer interface {
 // Migrate creates the schema and, unless channel is empty, installs the notification
 // triggers on channel, all in one transaction. It may be run any number of times.
 func Migrate(ctx context.Context, db Execer, channel string) error {
-	script := migrateLock + SchemaSQL
+	script := migrateLock + schemaSQL
 	if channel != "" {
 		if !channelPattern.MatchString(channel) {
 			return fmt.Errorf("migrate: channel %q is not a lower-case identifier", channel)
 		}
 		// The pattern leaves nothing to escape inside a string literal.
-		script += "\n" + strings.ReplaceAll(NotifySQL, "'"+DefaultChannel+"'", "'"+channel+"'")
+		script += "\n" + strings.ReplaceAll(notifySQL, "'"+DefaultChannel+"'", "'"+channel+"'")
 	}
 	// Without arguments pgx uses the simple protocol: one implicit transaction.
 	if _, err := db.Exec(ctx, script); err != nil {
@@ -67,7 +70,7 @@ func Migrate(ctx context.Context, db Execer, channel string) error {
 }
 
 // CreateReaderRole creates the login role with password (none when empty) and applies
-// RoleSQL to it, in one transaction. It fails if the role exists.
+// sql/role.sql to it, in one transaction. It fails if the role exists.
 func CreateReaderRole(ctx context.Context, db Execer, role, password string) error {
 	if role == "" {
 		return fmt.Errorf("create reader role: empty role name")
@@ -80,7 +83,7 @@ func CreateReaderRole(ctx context.Context, db Execer, role, password string) err
 	if password != "" {
 		create += " PASSWORD " + quoteLiteral(password)
 	}
-	script := create + ";\n" + rolePattern.ReplaceAllLiteralString(stripComments(RoleSQL), ident)
+	script := create + ";\n" + rolePattern.ReplaceAllLiteralString(stripComments(roleSQL), ident)
 	if _, err := db.Exec(ctx, script); err != nil {
 		return fmt.Errorf("create reader role: %w", err)
 	}

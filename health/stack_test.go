@@ -1,7 +1,7 @@
-package authcache_test
+package health_test
 
-// The health tests' fixture: a cache on a private redis-server behind the public handler,
-// on a settable clock.
+// The health tests' fixture: a cache and its health document on a private redis-server
+// behind the public handler, on a settable clock.
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/health"
 	"github.com/authsidecar/authsidecar/internal/testenv"
 	"github.com/authsidecar/authsidecar/proxy"
 )
@@ -60,8 +61,11 @@ func newHealthStack(tb testing.TB, variant int) *healthStack {
 		s.rdb = redisClient(tb, s.srv.URL())
 	}
 	s.cache = authcache.New(store, o)
+	reporter := health.New(health.Options{
+		Redis: o.Redis, Cache: s.cache, Prefix: o.Prefix, SessionTTL: o.SessionTTL, OpTimeout: o.OpTimeout, Now: o.Now,
+	})
 	srv := httptest.NewServer(proxy.New(proxy.Options{
-		Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, Auth: s.cache, Health: s.cache,
+		Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, Auth: s.cache, Health: reporter,
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis",
 	}))
 	tb.Cleanup(srv.Close)

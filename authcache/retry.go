@@ -1,0 +1,84 @@
+package authcache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// retryQueue holds Redis evictions that failed, so a revocation made while Redis was
+// unreachable still lands once it is back. It is bounded: past maxRetries it stops
+// remembering single evictions and instead flushes every cached session once Redis answers.
+type retryQueue struct {
+	mu      sync.Mutex
+	pending map[eviction]struct{}
+	dropped bool
+}
+
+const maxRetries = 10000
+
+// retryEvery is how often failed evictions are replayed.
+const retryEvery = 500 * time.Millisecond
+
+func (q *retryQueue) add(ev eviction) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending == nil {
+		q.pending = make(map[eviction]struct{})
+	}
+	if len(q.pending) >= maxRetries {
+		q.dropped = true
+		return
+	}
+	q.pending[ev] = struct{}{}
+}
+
+// overflow forgets single evictions in favour of one flush.
+func (q *retryQueue) overflow() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending, q.dropped = nil, true
+}
+
+func (q *retryQueue) take() (map[eviction]struct{}, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, d := q.pending, q.dropped
+	q.pending, q.dropped = nil, false
+	return p, d
+}
+
+func (c *Cache) retryLoop(ctx context.Context) {
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.retryPending(ctx)
+		}
+	}
+}
+
+// retryPending replays the evictions that failed, or flushes everything after an overflow.
+func (c *Cache) retryPending(ctx context.Context) {
+	pending, overflowed := c.retry.take()
+	if overflowed {
+		if err := c.redis.flush(ctx); err != nil {
+			c.log.Warn("flushing the cache after lost evictions failed; retrying", zap.Error(err))
+			c.retry.overflow()
+			return
+		}
+		c.log.Warn("flushed every cached session: more evictions failed while redis was down than could be remembered",
+			zap.Int("limit", maxRetries))
+		return
+	}
+	for ev := range pending {
+		if _, err := c.evictRedis(ev); err != nil {
+			c.retry.add(ev)
+		}
+	}
+}

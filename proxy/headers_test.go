@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestStripIdentity(t *testing.T) {
+	h := http.Header{}
+	spoofed := []string{"X-User-Id", "x-user-email", "X_User_Id", "x_USER-first_name", "X-Session-Id",
+		"X_SESSION_EXPIRES_AT", "X-Auth-Signature", "x_auth_signature", "X-User-Anything"}
+	kept := []string{"X-Username", "X-Auth-Signature2", "X-Sessionid", "Authorization", "X-Request-Id"}
+	for _, k := range append(spoofed, kept...) {
+		h[k] = []string{"v"} // as sent, not canonicalised
+	}
+	stripIdentity(h)
+	for _, k := range spoofed {
+		if _, ok := h[k]; ok {
+			t.Errorf("%s survived", k)
+		}
+	}
+	for _, k := range kept {
+		if _, ok := h[k]; !ok {
+			t.Errorf("%s was stripped", k)
+		}
+	}
+}
+
+func TestEncodeHeaderValue(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"plain value", "plain value"},
+		{"José", "Jos%C3%A9"},
+		{"Müller", "M%C3%BCller"},
+		{"100%", "100%25"},
+		{"line\nbreak", "line%0Abreak"},
+		{"", ""},
+	}
+	for _, tc := range cases {
+		got := encodeHeaderValue(tc.in)
+		if got != tc.want {
+			t.Errorf("encode(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if back, err := url.PathUnescape(got); err != nil || back != tc.in {
+			t.Errorf("decodeURIComponent(%q) = %q, %v; want %q", got, back, err, tc.in)
+		}
+	}
+}
+
+func FuzzStripIdentity(f *testing.F) {
+	f.Add("X-User-Id")
+	f.Add("x_session_x")
+	f.Add("X-AUTH-SIGNATURE")
+	f.Fuzz(func(t *testing.T, name string) {
+		h := http.Header{name: {"v"}}
+		stripIdentity(h)
+		norm := strings.Map(func(r rune) rune {
+			switch {
+			case r >= 'A' && r <= 'Z':
+				return r + 'a' - 'A'
+			case r == '_':
+				return '-'
+			}
+			return r
+		}, name)
+		spoof := strings.HasPrefix(norm, "x-user-") || strings.HasPrefix(norm, "x-session-") || norm == "x-auth-signature"
+		if _, kept := h[name]; kept == spoof {
+			t.Fatalf("header %q: kept = %v, but spoofable = %v", name, kept, spoof)
+		}
+	})
+}
+
+func FuzzEncodeHeaderValue(f *testing.F) {
+	f.Add("José")
+	f.Add("50% off\r\n")
+	f.Fuzz(func(t *testing.T, v string) {
+		enc := encodeHeaderValue(v)
+		for i := 0; i < len(enc); i++ {
+			if enc[i] < 0x20 || enc[i] > 0x7e {
+				t.Fatalf("encoded value %q holds byte %#x", enc, enc[i])
+			}
+		}
+		if back, err := url.PathUnescape(enc); err != nil || back != v {
+			t.Fatalf("round trip of %q: %q, %v", v, back, err)
+		}
+	})
+}
