@@ -41,7 +41,8 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 	defer flush()
 	redis.SetLogger(redisLogger{log.Named("redis")})
 
-	st, err := openBackends(ctx, cfg, log)
+	reg := prometheus.NewRegistry()
+	st, err := openBackends(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 	// what Shutdown does not wait for, such as WebSockets.
 	base, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	srv, err := newServers(cfg, st, log, base)
+	srv, err := newServers(cfg, st, log, base, reg)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ type backends struct {
 	health *health.Reporter
 }
 
-func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger) (*backends, error) {
+func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg prometheus.Registerer) (*backends, error) {
 	store, err := pgsession.Open(ctx, pgsession.Options{
 		URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout,
 		Logger: log,
@@ -104,6 +105,7 @@ func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger) (*bac
 		OpTimeout: cfg.RedisOpTimeout, LookupTimeout: cfg.DBQueryTimeout,
 		BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor,
 		AwaitResync: cfg.DBNotifyChannel != "",
+		Registerer:  reg,
 		Logger:      log.Named("authcache"),
 	}
 	if cfg.CacheWarmOnStart {
@@ -135,10 +137,9 @@ type servers struct {
 	publicLn, adminLn net.Listener
 }
 
-func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context) (*servers, error) {
-	reg := prometheus.NewRegistry()
+func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context, reg *prometheus.Registry) (*servers, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		st.cache, st.health, newPoolCollector(st.store))
+		st.health, newPoolCollector(st.store))
 	handler := proxy.New(proxy.Options{
 		Upstream: cfg.UpstreamURL, Auth: st.cache, Health: st.health,
 		PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,

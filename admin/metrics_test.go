@@ -36,14 +36,14 @@ func newMetricsStack(tb testing.TB) *metricsStack {
 	s := &metricsStack{db: testenv.NewDB(tb), clock: testenv.NewClock(time.Now())}
 	store := s.db.OpenStore(tb)
 	rdb := testenv.NewRedisClient(tb)
+	reg := prometheus.NewRegistry()
 	cache := authcache.New(store, authcache.Options{
 		Redis: rdb, Prefix: testenv.Prefix(tb, rdb), SessionTTL: 5 * time.Minute, NegativeTTL: 5 * time.Second,
 		LocalTTL: 10 * time.Second, LocalSize: 1000, OpTimeout: time.Second, LookupTimeout: 2 * time.Second,
-		BreakerFailures: 5, BreakerOpenFor: time.Second, Now: s.clock.Now,
+		BreakerFailures: 5, BreakerOpenFor: time.Second, Now: s.clock.Now, Registerer: reg,
 	})
 	reporter := health.New(health.Options{Redis: rdb, Cache: cache, OpTimeout: time.Second, Now: s.clock.Now})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), cache, reporter)
+	reg.MustRegister(collectors.NewGoCollector(), reporter)
 	app := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	tb.Cleanup(app.Close)
 	upstream, _ := url.Parse(app.URL)

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
@@ -84,8 +85,11 @@ type Options struct {
 	// move the epoch that guards every fill, and would discard a warm-up started before.
 	// Set it when a change feed delivers to this Cache.
 	AwaitResync bool
-	Logger      *zap.Logger
-	Now         func() time.Time // defaults to time.Now
+	// Registerer receives the validation latency histogram; nil leaves it unregistered.
+	// The counters are exported by package health, through Stats.
+	Registerer prometheus.Registerer
+	Logger     *zap.Logger
+	Now        func() time.Time // defaults to time.Now
 }
 
 // Cache is the read-through session cache. Its zero value is not usable; call New.
@@ -110,7 +114,7 @@ func New(src Source, o Options) *Cache {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics(), resynced: make(chan struct{})}
+	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics(o.Registerer), resynced: make(chan struct{})}
 	if o.LocalTTL > 0 && o.LocalSize > 0 {
 		c.local = newLocal(o.LocalSize)
 	}

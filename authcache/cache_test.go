@@ -280,8 +280,8 @@ func TestUnreachableRedisFallsBackToPostgres(t *testing.T) {
 	if got := c.BreakerState(); got != "open" {
 		t.Fatalf("breaker = %q, want open", got)
 	}
-	if cnt := c.Counters(); cnt.Errors != 5 || cnt.Misses != 5 {
-		t.Fatalf("counters = %+v, want 5 errors and 5 misses", cnt)
+	if st := c.Stats(); st.Requests["redis"]["error"] != 5 || st.Misses != 5 {
+		t.Fatalf("counters = %+v, want 5 errors and 5 misses", st)
 	}
 }
 

@@ -5,11 +5,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
 )
 
 // The counters live here as atomics: the request path pays one atomic add per event, and
-// both /metrics (Collect) and the health document read the same numbers.
+// both /metrics and the health document read the same numbers through Stats.
 type result int
 
 const (
@@ -43,7 +42,8 @@ type metrics struct {
 	observers     [len(layers)]prometheus.Observer
 }
 
-func newMetrics() *metrics {
+// newMetrics makes the counters and the latency histogram, registered with reg unless nil.
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "authsidecar_session_validation_duration_seconds",
 		Help:    "Time to validate a session, by the layer that answered.",
@@ -51,6 +51,9 @@ func newMetrics() *metrics {
 	}, []string{"source"})}
 	for i, l := range layers {
 		m.observers[i] = m.duration.WithLabelValues(string(l))
+	}
+	if reg != nil {
+		reg.MustRegister(m.duration)
 	}
 	return m
 }
@@ -81,78 +84,46 @@ func (m *metrics) invalidation(reason string, n int) {
 	}
 }
 
-// Counters is a snapshot of the cache's counters since process start.
-type Counters struct {
-	Hits          uint64 // validations answered by a cache, in-process or Redis
-	Misses        uint64 // validations that went to the Source (waiters on a shared lookup count too)
-	Errors        uint64 // Redis operations that failed or were refused by the breaker
-	Invalidations uint64 // cached sessions evicted, for any reason
+// Stats is a snapshot of the cache's counters since process start, for the health document
+// and the Prometheus families (package health formats both).
+type Stats struct {
+	Hits   uint64 // validations answered by a cache, in-process or Redis
+	Misses uint64 // validations that went to the Source (waiters on a shared lookup count too)
+	// Validations counts validations by outcome: "valid", "invalid", "unavailable".
+	Validations map[string]uint64
+	// Requests counts cache lookups by layer ("local", "redis"), then result ("hit",
+	// "miss", "error": a Redis operation that failed or that the breaker refused).
+	Requests map[string]map[string]uint64
+	// Invalidations counts cached sessions evicted, by reason (the Reason constants).
+	Invalidations map[string]uint64
+	// LocalEntries is how many entries the in-process cache holds; -1 when it is disabled.
+	LocalEntries int
+	// Breaker is the Redis breaker: "closed", "open", "half-open"; "" without Redis.
+	Breaker string
 }
 
-// Counters returns the counters the health document shows.
-func (c *Cache) Counters() Counters {
+// Stats returns the counters since process start.
+func (c *Cache) Stats() Stats {
 	m := c.m
-	var inv uint64
-	for i := range m.invalidations {
-		inv += m.invalidations[i].Load()
-	}
-	return Counters{
-		Hits:          m.hits.Load(),
-		Misses:        m.misses.Load(),
-		Errors:        m.cacheRequests[1][resultError].Load(),
-		Invalidations: inv,
-	}
-}
-
-var (
-	descValidations = prometheus.NewDesc("authsidecar_session_validations_total",
-		"Session validations by outcome.", []string{"outcome"}, nil)
-	descCacheRequests = prometheus.NewDesc("authsidecar_cache_requests_total",
-		"Cache lookups by layer and result.", []string{"layer", "result"}, nil)
-	descInvalidations = prometheus.NewDesc("authsidecar_cache_invalidations_total",
-		"Cached sessions evicted, by reason.", []string{"reason"}, nil)
-	descBreaker = prometheus.NewDesc("authsidecar_redis_breaker_state",
-		"Redis circuit breaker: 0 closed, 1 half-open, 2 open.", nil, nil)
-	descLocalEntries = prometheus.NewDesc("authsidecar_local_cache_entries",
-		"Entries held by the in-process cache.", nil, nil)
-)
-
-// Describe implements prometheus.Collector.
-func (c *Cache) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descValidations, descCacheRequests, descInvalidations,
-		descBreaker, descLocalEntries} {
-		ch <- d
-	}
-	c.m.duration.Describe(ch)
-}
-
-// Collect implements prometheus.Collector.
-func (c *Cache) Collect(ch chan<- prometheus.Metric) {
-	m := c.m
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	s := Stats{
+		Hits: m.hits.Load(), Misses: m.misses.Load(),
+		Validations: map[string]uint64{}, Requests: map[string]map[string]uint64{},
+		Invalidations: map[string]uint64{}, LocalEntries: -1, Breaker: c.BreakerState(),
 	}
 	for i, name := range outcomeNames {
-		counter(descValidations, m.validations[i].Load(), name)
+		s.Validations[name] = m.validations[i].Load()
 	}
-	for i, layer := range []string{"local", "redis"} {
+	for i, layer := range [...]Layer{LayerLocal, LayerRedis} {
+		s.Requests[string(layer)] = map[string]uint64{}
 		for j, r := range resultNames {
-			counter(descCacheRequests, m.cacheRequests[i][j].Load(), layer, r)
+			s.Requests[string(layer)][r] = m.cacheRequests[i][j].Load()
 		}
 	}
 	for i, r := range reasons {
-		counter(descInvalidations, m.invalidations[i].Load(), r)
+		s.Invalidations[r] = m.invalidations[i].Load()
 	}
 	if c.local != nil {
-		gauge(descLocalEntries, float64(c.local.len()))
+		s.LocalEntries = c.local.len()
 	}
-	if c.redis != nil {
-		gauge(descBreaker, map[gobreaker.State]float64{
-			gobreaker.StateClosed: 0, gobreaker.StateHalfOpen: 1, gobreaker.StateOpen: 2,
-		}[c.redis.breaker.State()])
-	}
-	m.duration.Collect(ch)
+	return s
 }

@@ -1,7 +1,8 @@
-// Package health builds the health document served at HEALTH_PATH, the shape the app's
-// dashboards read: the Redis server as a probe sees it (PING, SET, GET, INFO, DBSIZE, at
-// most once a second), the cache's counters and breaker, and the Redis pool. It also
-// exports the probe's result as the redis_up and redis_ping_seconds gauges.
+// Package health is what operators read about the cache. It builds the health document
+// served at HEALTH_PATH, the shape the app's dashboards read: the Redis server as a probe
+// sees it (PING, SET, GET, INFO, DBSIZE, at most once a second), the cache's counters and
+// breaker, and the Redis pool. It exports the same counters, the breaker and the probe's
+// result as Prometheus families (metrics.go).
 package health
 
 import (
@@ -13,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authsidecar/authsidecar/authcache"
@@ -31,10 +31,9 @@ const (
 // slowPing is the ping time from which Redis counts as degraded.
 const slowPing = 100 * time.Millisecond
 
-// Stats is what the document reads from the cache; *authcache.Cache is one.
+// Stats is what the document and the metrics read from the cache; *authcache.Cache is one.
 type Stats interface {
-	Counters() authcache.Counters
-	BreakerState() string // "closed", "open", "half-open"; "" without Redis
+	Stats() authcache.Stats
 }
 
 // Options configures a Reporter.
@@ -137,14 +136,18 @@ func (r *Reporter) Document(ctx context.Context) Document {
 		Timestamp: now.UTC().Format(time.RFC3339),
 		Errors:    []string{},
 	}
-	cnt := r.o.Cache.Counters()
-	total := cnt.Hits + cnt.Misses
+	st := r.o.Cache.Stats()
+	total := st.Hits + st.Misses
+	var invalidations uint64
+	for _, n := range st.Invalidations {
+		invalidations += n
+	}
 	h.SessionCache.Metrics = CacheMetrics{
-		Hits: cnt.Hits, Misses: cnt.Misses, Errors: cnt.Errors, Invalidations: cnt.Invalidations,
+		Hits: st.Hits, Misses: st.Misses, Errors: st.Requests["redis"]["error"], Invalidations: invalidations,
 		Total: total, TTL: int64(r.o.SessionTTL / time.Second),
 	}
 	if total > 0 {
-		h.SessionCache.Metrics.HitRate = math.Round(float64(cnt.Hits)*1000/float64(total)) / 10
+		h.SessionCache.Metrics.HitRate = math.Round(float64(st.Hits)*1000/float64(total)) / 10
 	}
 	if r.o.Redis == nil {
 		h.SessionCache.Breaker = StatusDisabled
@@ -156,7 +159,7 @@ func (r *Reporter) Document(ctx context.Context) Document {
 	s := r.o.Redis.PoolStats()
 	h.SessionCache.Pool = Pool{Size: s.TotalConns, Available: s.IdleConns, Pending: s.PendingRequests}
 	h.SessionCache.Enabled = true
-	h.SessionCache.Breaker = r.o.Cache.BreakerState()
+	h.SessionCache.Breaker = st.Breaker
 	switch {
 	case !p.pingOK:
 		h.Status = StatusUnhealthy
@@ -240,44 +243,4 @@ func shortError(err error) string {
 		s = s[:120]
 	}
 	return s
-}
-
-var (
-	descRedisUp = prometheus.NewDesc("authsidecar_redis_up",
-		"1 if Redis answered the health probe's PING, else 0.", nil, nil)
-	descRedisPing = prometheus.NewDesc("authsidecar_redis_ping_seconds",
-		"Round trip of the health probe's PING; absent while Redis does not answer.", nil, nil)
-	descRedisPool = prometheus.NewDesc("authsidecar_redis_pool_connections",
-		"Redis pool connections by state.", []string{"state"}, nil)
-)
-
-// Describe implements prometheus.Collector.
-func (r *Reporter) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descRedisUp
-	ch <- descRedisPing
-	ch <- descRedisPool
-}
-
-// Collect implements prometheus.Collector. A scrape runs the probe itself (at most once a
-// second, shared with HEALTH_PATH), so the ping gauge is fresh at every scrape without a
-// background goroutine, and nobody has to poll HEALTH_PATH for it. Without Redis it exports
-// nothing.
-func (r *Reporter) Collect(ch chan<- prometheus.Metric) {
-	if r.o.Redis == nil {
-		return
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	s := r.o.Redis.PoolStats()
-	gauge(descRedisPool, float64(s.TotalConns), "total")
-	gauge(descRedisPool, float64(s.IdleConns), "idle")
-	gauge(descRedisPool, float64(s.PendingRequests), "pending")
-	p := r.probe(context.Background(), r.o.Now())
-	if !p.pingOK {
-		gauge(descRedisUp, 0)
-		return
-	}
-	gauge(descRedisUp, 1)
-	gauge(descRedisPing, p.performance.Ping/1000)
 }
