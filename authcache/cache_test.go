@@ -308,3 +308,27 @@ func hostPort(tb testing.TB, dsn string) string {
 	}
 	return u.Host
 }
+
+func TestValidateCachedNeverAsksTheSource(t *testing.T) {
+	f := newFixture(t)
+	user := f.db.User(t, testenv.UserSpec{})
+	cachedToken, _ := f.db.Session(t, user, testenv.SessionSpec{})
+	uncachedToken, _ := f.db.Session(t, user, testenv.SessionSpec{})
+	c := f.cache(true, 0)
+	ctx := context.Background()
+	if _, err := c.Validate(ctx, cachedToken); err != nil {
+		t.Fatal(err)
+	}
+	calls := f.src.calls.Load()
+	if res, err := c.ValidateCached(ctx, cachedToken); err != nil || res.Layer != authcache.LayerRedis {
+		t.Fatalf("cached token: %v from %q, want valid from redis", err, res.Layer)
+	}
+	for _, token := range []string{uncachedToken, "never-seen"} {
+		if _, err := c.ValidateCached(ctx, token); !errors.Is(err, authcache.ErrNotCached) {
+			t.Fatalf("uncached token: %v, want ErrNotCached", err)
+		}
+	}
+	if got := f.src.calls.Load(); got != calls {
+		t.Fatalf("ValidateCached asked the source %d times", got-calls)
+	}
+}
