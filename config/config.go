@@ -24,8 +24,28 @@ type Config struct {
 	UpstreamURL *url.URL `env:"UPSTREAM_URL" help:"base URL of the app, e.g. http://app:3000; required by serve"`
 	// DatabaseURL is the Postgres DSN, in any syntax pgx accepts.
 	DatabaseURL string `env:"DATABASE_URL" help:"Postgres DSN (pgx syntax; sslmode honoured); required by serve and check"`
-	// RedisURL is the Redis URL; empty disables the Redis cache.
-	RedisURL string `env:"REDIS_URL" help:"redis:// or rediss:// URL; empty disables the Redis cache (Postgres only)"`
+	// RedisURL is the Redis URL of a single node; empty disables the Redis cache unless a
+	// Sentinel or Cluster variable is set.
+	RedisURL string `env:"REDIS_URL" help:"single node: redis:// or rediss:// URL; with no Redis variable set, the Redis cache is disabled (Postgres only)"`
+	// RedisSentinelAddrs are the Sentinels' host:port: Sentinel mode.
+	RedisSentinelAddrs []string `env:"REDIS_SENTINEL_ADDRS" help:"comma-separated host:port of Sentinels: Sentinel mode (needs REDIS_SENTINEL_MASTER)"`
+	// RedisSentinelMaster is the name of the master the Sentinels monitor.
+	RedisSentinelMaster string `env:"REDIS_SENTINEL_MASTER" help:"the monitored master's name, in Sentinel mode"`
+	// RedisSentinelPassword authenticates to the Sentinels themselves.
+	RedisSentinelPassword string `env:"REDIS_SENTINEL_PASSWORD" help:"password of the Sentinels themselves"`
+	// RedisClusterAddrs are seed nodes' host:port: Redis Cluster mode.
+	RedisClusterAddrs []string `env:"REDIS_CLUSTER_ADDRS" help:"comma-separated seed nodes host:port: Redis Cluster mode"`
+	// RedisUsername and RedisPassword authenticate to the data nodes in Sentinel and
+	// Cluster mode; a single node takes them from REDIS_URL.
+	RedisUsername string `env:"REDIS_USERNAME" help:"username of the data nodes in Sentinel and Cluster mode (a single node: in REDIS_URL)"`
+	RedisPassword string `env:"REDIS_PASSWORD" help:"password of the data nodes in Sentinel and Cluster mode (a single node: in REDIS_URL)"`
+	// RedisTLS enables TLS to every node in Sentinel and Cluster mode.
+	RedisTLS bool `env:"REDIS_TLS" envDefault:"false" help:"TLS to every node in Sentinel and Cluster mode (a single node uses rediss://)"`
+	// RedisCAFile, RedisCertFile and RedisKeyFile are PEM files for TLS to Redis: the CA
+	// that signed the servers' certificates, and a client certificate and its key.
+	RedisCAFile   string `env:"REDIS_CA_FILE" help:"PEM CA bundle that verifies the Redis servers (default: the system roots)"`
+	RedisCertFile string `env:"REDIS_CERT_FILE" help:"PEM client certificate for Redis TLS (with REDIS_KEY_FILE)"`
+	RedisKeyFile  string `env:"REDIS_KEY_FILE" help:"PEM private key of REDIS_CERT_FILE"`
 	// ListenAddr is the public listener's host:port.
 	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080" help:"public listener (host:port)"`
 	// AdminAddr is the internal listener's host:port.
@@ -83,6 +103,12 @@ type Config struct {
 	DBMaxConns int `env:"DB_MAX_CONNS" envDefault:"10" help:"pgxpool size"`
 	// DBQueryTimeout is the deadline of one Postgres lookup.
 	DBQueryTimeout time.Duration `env:"DB_QUERY_TIMEOUT" envDefault:"2s" help:"deadline of one Postgres lookup"`
+	// DBNotifyURL is the primary: the change feed (LISTEN, resync) and every lookup that
+	// decides a revocation use it. It is DatabaseURL when DB_NOTIFY_URL is not set.
+	DBNotifyURL string `env:"DB_NOTIFY_URL" help:"the primary, for LISTEN and every query that decides a revocation; default DATABASE_URL, which may then be a read replica or a transaction-mode pooler"`
+	// DBPrimaryWindow is how long after an eviction event the token or user concerned is
+	// looked up on the primary, so a lagging replica cannot put a revoked session back.
+	DBPrimaryWindow time.Duration `env:"DB_PRIMARY_WINDOW" envDefault:"10s" help:"after an eviction event for a token or a user, lookups of that token or user go to the primary for this long; 0 disables"`
 	// DBNotifyChannel is the Postgres channel to LISTEN on; empty when
 	// DB_NOTIFY_CHANNEL is none. It is a plain identifier, safe to quote.
 	DBNotifyChannel string `env:"DB_NOTIFY_CHANNEL" envDefault:"authsidecar_session_changed" help:"Postgres channel to LISTEN on for session changes; none disables"`

@@ -3,6 +3,8 @@ package config_test
 import (
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -35,6 +37,7 @@ func defaults() config.Config {
 		BreakerOpenFor:   10 * time.Second,
 		DBMaxConns:       10,
 		DBQueryTimeout:   2 * time.Second,
+		DBPrimaryWindow:  10 * time.Second,
 		DBNotifyChannel:  "authsidecar_session_changed",
 		LogLevel:         "info",
 		LogFormat:        "json",
@@ -161,6 +164,8 @@ func nonDefaultEnviron() map[string]string {
 		"DB_MAX_CONNS":        "25",
 		"DB_QUERY_TIMEOUT":    "500ms",
 		"DB_NOTIFY_CHANNEL":   "_sessions2",
+		"DB_NOTIFY_URL":       "postgres://sidecar:pw@primary:5432/app",
+		"DB_PRIMARY_WINDOW":   "30s",
 		"LOG_LEVEL":           "DEBUG",
 		"LOG_FORMAT":          "console",
 		"SHUTDOWN_TIMEOUT":    "1m",
@@ -205,6 +210,8 @@ func nonDefaultConfig(tb testing.TB) config.Config {
 		BreakerOpenFor:   time.Minute,
 		DBMaxConns:       25,
 		DBQueryTimeout:   500 * time.Millisecond,
+		DBNotifyURL:      "postgres://sidecar:pw@primary:5432/app",
+		DBPrimaryWindow:  30 * time.Second,
 		DBNotifyChannel:  "_sessions2",
 		LogLevel:         "debug",
 		LogFormat:        "console",
@@ -212,15 +219,89 @@ func nonDefaultConfig(tb testing.TB) config.Config {
 	}
 }
 
+// topologyEnvirons set the Redis variables that exclude REDIS_URL, each with the Config
+// fields they load as; the rest of the environment is nonDefaultEnviron's.
+func topologyEnvirons(tb testing.TB) []struct {
+	env  map[string]string
+	want func(*config.Config)
+} {
+	tb.Helper()
+	pem := filepath.Join(tb.TempDir(), "ca.pem")
+	if err := os.WriteFile(pem, []byte("not checked here"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return []struct {
+		env  map[string]string
+		want func(*config.Config)
+	}{
+		{map[string]string{"REDIS_SENTINEL_ADDRS": "s1:26379, s2:26379", "REDIS_SENTINEL_MASTER": "mymaster",
+			"REDIS_SENTINEL_PASSWORD": "spw", "REDIS_USERNAME": "app", "REDIS_PASSWORD": "pw", "REDIS_TLS": "true",
+			"REDIS_CA_FILE": pem, "REDIS_CERT_FILE": pem, "REDIS_KEY_FILE": pem},
+			func(c *config.Config) {
+				c.RedisSentinelAddrs, c.RedisClusterAddrs = []string{"s1:26379", "s2:26379"}, nil
+				c.RedisSentinelMaster, c.RedisSentinelPassword = "mymaster", "spw"
+				c.RedisUsername, c.RedisPassword, c.RedisTLS = "app", "pw", true
+				c.RedisCAFile, c.RedisCertFile, c.RedisKeyFile = pem, pem, pem
+			}},
+		{map[string]string{"REDIS_CLUSTER_ADDRS": "n1:7000,n2:7000,n3:7000", "REDIS_PASSWORD": "pw"},
+			func(c *config.Config) {
+				c.RedisClusterAddrs, c.RedisSentinelAddrs, c.RedisPassword = []string{"n1:7000", "n2:7000", "n3:7000"}, nil, "pw"
+			}},
+	}
+}
+
 func TestLoadEveryVariable(t *testing.T) {
+	covered := map[string]bool{}
 	environ, want := nonDefaultEnviron(), nonDefaultConfig(t)
-	for _, v := range envVars(t) {
-		if _, ok := environ[v.name]; !ok {
-			t.Errorf("test sets no value for %s", v.name)
-		}
+	for k := range environ {
+		covered[k] = true
 	}
 	if got := mustLoad(t, environ); !reflect.DeepEqual(got, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", got, want)
+	}
+	for _, topo := range topologyEnvirons(t) {
+		env, want := nonDefaultEnviron(), nonDefaultConfig(t)
+		delete(env, "REDIS_URL")
+		want.RedisURL = ""
+		for k, v := range topo.env {
+			env[k], covered[k] = v, true
+		}
+		topo.want(&want)
+		if got := mustLoad(t, env); !reflect.DeepEqual(got, want) {
+			t.Errorf("Load(%v) =\n%+v\nwant\n%+v", topo.env, got, want)
+		}
+	}
+	for _, v := range envVars(t) {
+		if !covered[v.name] {
+			t.Errorf("test sets no value for %s", v.name)
+		}
+	}
+}
+
+func TestRedisModeFollowsTheVariableSet(t *testing.T) {
+	for env, want := range map[string]string{
+		"": config.RedisDisabled, "REDIS_URL": config.RedisSingle,
+		"REDIS_SENTINEL_ADDRS": config.RedisSentinel, "REDIS_CLUSTER_ADDRS": config.RedisCluster,
+	} {
+		environ := map[string]string{}
+		switch env {
+		case "REDIS_URL":
+			environ[env] = "redis://r:6379"
+		case "REDIS_SENTINEL_ADDRS":
+			environ[env], environ["REDIS_SENTINEL_MASTER"] = "s:26379", "m"
+		case "REDIS_CLUSTER_ADDRS":
+			environ[env] = "n:7000"
+		}
+		if got := mustLoad(t, environ).RedisMode(); got != want {
+			t.Errorf("%s: mode %q, want %q", env, got, want)
+		}
+	}
+}
+
+func TestDBNotifyURLDefaultsToDatabaseURL(t *testing.T) {
+	c := mustLoad(t, map[string]string{"DATABASE_URL": "postgres://db/app"})
+	if c.DBNotifyURL != "postgres://db/app" {
+		t.Fatalf("DBNotifyURL = %q, want DATABASE_URL", c.DBNotifyURL)
 	}
 }
 

@@ -24,6 +24,14 @@ func badValues() []badValue {
 		{"REDIS_URL", "http://cache:6379"},
 		{"REDIS_URL", "cache:6379"},
 		{"REDIS_URL", "redis://cache:6379/not-a-db"},
+		{"REDIS_SENTINEL_MASTER", "mymaster"},
+		{"REDIS_SENTINEL_PASSWORD", "spw"},
+		{"REDIS_CLUSTER_ADDRS", "n1:7000,n2:99999"},
+		{"REDIS_USERNAME", "app"},
+		{"REDIS_PASSWORD", "pw"},
+		{"REDIS_TLS", "true"},
+		{"REDIS_TLS", "maybe"},
+		{"REDIS_CA_FILE", "/nonexistent/ca.pem"},
 		{"LISTEN_ADDR", "8080"},
 		{"LISTEN_ADDR", ":http"},
 		{"ADMIN_ADDR", "127.0.0.1:65536"},
@@ -35,6 +43,7 @@ func badValues() []badValue {
 		{"SESSION_CACHE_TTL", "-1m"},
 		{"SESSION_KEY_PREFIX", "my prefix:"},
 		{"SESSION_KEY_PREFIX", "tab\there"},
+		{"SESSION_KEY_PREFIX", "{app}:"},
 		{"NEGATIVE_CACHE_TTL", "-5s"},
 		{"LOCAL_CACHE_TTL", "-1ns"},
 		{"LOCAL_CACHE_SIZE", "0"},
@@ -63,6 +72,8 @@ func badValues() []badValue {
 		{"BREAKER_OPEN_FOR", "soon"},
 		{"DB_MAX_CONNS", "-3"},
 		{"DB_QUERY_TIMEOUT", "0"},
+		{"DB_NOTIFY_URL", "postgres://db:notaport/app"},
+		{"DB_PRIMARY_WINDOW", "-1s"},
 		{"DB_NOTIFY_CHANNEL", "Sessions"},
 		{"DB_NOTIFY_CHANNEL", "1sessions"},
 		{"DB_NOTIFY_CHANNEL", "sessions; DROP TABLE x"},
@@ -82,6 +93,40 @@ func TestLoadReportsBadValueAsOneLineNamingTheVariable(t *testing.T) {
 				t.Errorf("error lines = %q, want one line starting %q", lines, tt.name+": ")
 			}
 		})
+	}
+}
+
+func TestRedisTopologyMistakesNameTheVariables(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"REDIS_URL": "redis://r:6379", "REDIS_CLUSTER_ADDRS": "n:7000"},
+			"REDIS_CLUSTER_ADDRS: set together with REDIS_URL: choose one of REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS"},
+		{map[string]string{"REDIS_SENTINEL_ADDRS": "s:26379", "REDIS_CLUSTER_ADDRS": "n:7000"},
+			"REDIS_CLUSTER_ADDRS: set together with REDIS_SENTINEL_ADDRS: choose one of REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS"},
+		{map[string]string{"REDIS_SENTINEL_ADDRS": "s:26379"},
+			"REDIS_SENTINEL_MASTER: required with REDIS_SENTINEL_ADDRS: the name the Sentinels monitor the master by"},
+		{map[string]string{"REDIS_URL": "redis://r:6379", "REDIS_PASSWORD": "secret-pw"},
+			"REDIS_PASSWORD: applies to Sentinel and Cluster mode; with REDIS_URL put it in the URL (user:password@, rediss://)"},
+		{map[string]string{"REDIS_URL": "redis://r:6379", "REDIS_CA_FILE": "/etc/hosts"},
+			"REDIS_CA_FILE: set but TLS to Redis is off: use a rediss:// REDIS_URL or REDIS_TLS=true"},
+		{map[string]string{"REDIS_URL": "rediss://r:6379", "REDIS_CERT_FILE": "/etc/hosts"},
+			"REDIS_KEY_FILE: REDIS_CERT_FILE and REDIS_KEY_FILE go together"},
+		{map[string]string{"REDIS_URL": "rediss://r:6379", "REDIS_CERT_FILE": "/nonexistent/cert.pem", "REDIS_KEY_FILE": "/etc/hosts"},
+			`REDIS_CERT_FILE: cannot read "/nonexistent/cert.pem": no such file or directory`},
+		{map[string]string{"REDIS_SENTINEL_ADDRS": "s1:26379,sentinel-two", "REDIS_SENTINEL_MASTER": "m"},
+			`REDIS_SENTINEL_ADDRS: entry 2: "sentinel-two" is not host:port`},
+	} {
+		lines := loadErrorLines(t, tc.env)
+		if len(lines) != 1 || lines[0] != tc.want {
+			t.Errorf("%v: error lines %q, want [%q]", tc.env, lines, tc.want)
+		}
+		for _, l := range lines {
+			if strings.Contains(l, "secret-pw") {
+				t.Errorf("password echoed: %q", l)
+			}
+		}
 	}
 }
 

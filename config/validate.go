@@ -36,6 +36,11 @@ func (c *Config) normalize(p *problems) {
 	if strings.EqualFold(c.DBNotifyChannel, none) {
 		c.DBNotifyChannel = ""
 	}
+	if c.DBNotifyURL == "" {
+		c.DBNotifyURL = c.DatabaseURL
+	}
+	c.RedisSentinelAddrs = trimEntries(c.RedisSentinelAddrs)
+	c.RedisClusterAddrs = trimEntries(c.RedisClusterAddrs)
 	c.ValidatePath = cleanAbsolute(c.ValidatePath)
 	c.HealthPath = cleanAbsolute(c.HealthPath)
 	c.LogLevel = strings.ToLower(c.LogLevel)
@@ -51,7 +56,7 @@ func (c *Config) validate(p *problems) {
 	p.check("ADMIN_ADDR", checkHostPort(c.AdminAddr))
 	p.check("ADMIN_TOKEN", checkAdminToken(c.AdminToken))
 	p.check("SESSION_CACHE_TTL", positive(c.SessionCacheTTL))
-	p.check("SESSION_KEY_PREFIX", checkVisible(c.SessionKeyPrefix))
+	p.check("SESSION_KEY_PREFIX", checkPrefix(c.SessionKeyPrefix))
 	p.check("NEGATIVE_CACHE_TTL", nonNegative(c.NegativeCacheTTL))
 	p.check("LOCAL_CACHE_TTL", nonNegative(c.LocalCacheTTL))
 	p.check("LOCAL_CACHE_SIZE", positive(c.LocalCacheSize))
@@ -60,10 +65,15 @@ func (c *Config) validate(p *problems) {
 	p.check("VALIDATE_PATH", checkAbsolute(c.ValidatePath))
 	p.check("HEALTH_PATH", checkAbsolute(c.HealthPath))
 	c.validateRedis(p)
+	c.validateRedisTopology(p)
 	p.check("BREAKER_FAILURES", positive(c.BreakerFailures))
 	p.check("BREAKER_OPEN_FOR", positive(c.BreakerOpenFor))
 	p.check("DB_MAX_CONNS", positive(c.DBMaxConns))
 	p.check("DB_QUERY_TIMEOUT", positive(c.DBQueryTimeout))
+	if c.DBNotifyURL != c.DatabaseURL { // else it is DATABASE_URL, reported as such
+		p.check("DB_NOTIFY_URL", checkDatabaseURL(c.DBNotifyURL))
+	}
+	p.check("DB_PRIMARY_WINDOW", nonNegative(c.DBPrimaryWindow))
 	p.check("DB_NOTIFY_CHANNEL", checkChannel(c.DBNotifyChannel))
 	p.check("LOG_LEVEL", oneOf(c.LogLevel, "debug", "info", "warn", "error", "dpanic", "panic", "fatal"))
 	p.check("LOG_FORMAT", oneOf(c.LogFormat, "json", "console"))
@@ -219,6 +229,17 @@ func cleanAbsolute(p string) string {
 		return p
 	}
 	return path.Clean(p)
+}
+
+// trimEntries trims the entries of a comma-separated list and drops empty ones.
+func trimEntries(entries []string) []string {
+	var out []string
+	for _, e := range entries {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // cleanPaths trims the entries of a comma-separated path list, drops empty
