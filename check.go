@@ -14,6 +14,22 @@ import (
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
+// redisName says which Redis the configuration names, for messages: addresses, never a
+// password.
+func redisName(cfg config.Config) string {
+	switch cfg.RedisMode() {
+	case config.RedisSentinel:
+		return "master " + cfg.RedisSentinelMaster + " of Sentinels " + strings.Join(cfg.RedisSentinelAddrs, ",")
+	case config.RedisCluster:
+		return "cluster " + strings.Join(cfg.RedisClusterAddrs, ",")
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return "REDIS_URL"
+	}
+	return opts.Addr
+}
+
 // check runs the connection suite against the configured Redis and Postgres, prints one
 // line per scenario on stdout and fails unless every scenario that ran passed. Without
 // REDIS_URL the Redis scenarios are skipped and the Postgres ones still run.
@@ -34,7 +50,8 @@ func runCheck(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	opts := check.Options{
 		Prefix: cfg.SessionKeyPrefix, BreakerFailures: uint32(cfg.BreakerFailures),
-		Postgres: store, RedisSkip: "REDIS_URL not set",
+		Postgres: store, RedisSkip: "no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)",
+		RedisName: redisName(cfg), PoolSize: cfg.RedisPoolSize,
 	}
 	if rdb != nil {
 		defer rdb.Close()

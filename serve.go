@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,7 +63,7 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 
 	errc := srv.serve()
 	log.Info("serving", zap.String("version", version), zap.Stringer("listen", srv.publicLn.Addr()),
-		zap.Stringer("admin", srv.adminLn.Addr()), zap.Bool("redis", st.rdb != nil), zap.String("upstream", cfg.UpstreamURL.Redacted()))
+		zap.Stringer("admin", srv.adminLn.Addr()), zap.String("redis", cmp.Or(cfg.RedisMode(), "disabled")), zap.String("upstream", cfg.UpstreamURL.Redacted()))
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -76,19 +79,19 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 	return err
 }
 
-// backends are the session store, the Redis client (nil without REDIS_URL), the cache over
+// backends are the session store, the Redis client (nil without Redis), the cache over
 // both, and the health document that describes them.
 type backends struct {
 	store  *pgsession.Store
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	cache  *authcache.Cache
 	health *health.Reporter
 }
 
 func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg prometheus.Registerer) (*backends, error) {
 	store, err := pgsession.Open(ctx, pgsession.Options{
-		URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout,
-		Logger: log,
+		URL: cfg.DatabaseURL, PrimaryURL: cfg.DBNotifyURL,
+		MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -104,9 +107,9 @@ func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg p
 		LocalTTL: cfg.LocalCacheTTL, LocalSize: cfg.LocalCacheSize,
 		OpTimeout: cfg.RedisOpTimeout, LookupTimeout: cfg.DBQueryTimeout,
 		BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor,
-		AwaitResync: cfg.DBNotifyChannel != "",
-		Registerer:  reg,
-		Logger:      log.Named("authcache"),
+		PrimaryWindow: cfg.DBPrimaryWindow,
+		Registerer:    reg,
+		Logger:        log.Named("authcache"),
 	}
 	if cfg.CacheWarmOnStart {
 		// Sessions active within a Redis entry's lifetime are the ones worth loading.
@@ -116,7 +119,7 @@ func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg p
 	}
 	cache := authcache.New(store, o)
 	rep := health.New(health.Options{
-		Redis: rdb, Cache: cache, Prefix: cfg.SessionKeyPrefix,
+		Redis: rdb, Mode: cfg.RedisMode(), Cache: cache, Prefix: cfg.SessionKeyPrefix,
 		SessionTTL: cfg.SessionCacheTTL, OpTimeout: cfg.RedisOpTimeout,
 	})
 	return &backends{store: store, rdb: rdb, cache: cache, health: rep}, nil
@@ -189,6 +192,20 @@ func (s *servers) drain(ctx context.Context) error {
 	return errors.Join(s.public.Shutdown(ctx), s.handler.Wait(ctx), s.admin.Shutdown(ctx))
 }
 
+// redisGroup names the replicas that relay evictions to each other: those on the same
+// Redis with the same key prefix.
+func redisGroup(cfg config.Config) string {
+	return strings.Join([]string{cfg.RedisMode(), redisAddrs(cfg), cfg.SessionKeyPrefix}, "|")
+}
+
+func redisAddrs(cfg config.Config) string {
+	if opts, err := redis.ParseURL(cfg.RedisURL); err == nil {
+		return opts.Addr + "/" + strconv.Itoa(opts.DB)
+	}
+	addrs := slices.Sorted(slices.Values(append(slices.Clone(cfg.RedisSentinelAddrs), cfg.RedisClusterAddrs...)))
+	return strings.Join(addrs, ",") + "/" + cfg.RedisSentinelMaster
+}
+
 func (s *servers) close() { _ = errors.Join(s.public.Close(), s.admin.Close()) }
 
 // startBackground starts the cache's background work (peer evictions, retries, warming),
@@ -203,9 +220,14 @@ func startBackground(cfg config.Config, env map[string]string, st *backends) fun
 		wg.Go(func() {
 			_ = st.store.Listen(ctx, pgsession.FeedOptions{
 				Channel: cfg.DBNotifyChannel,
-				// A fresh process may have missed revocations while no replica listened:
-				// anything revoked within a Redis entry's lifetime is evicted at start.
+				// A fresh process, or one taking the feed over, may have missed revocations
+				// while nobody listened: anything revoked within a Redis entry's lifetime
+				// is evicted.
 				FirstSyncWindow: cfg.SessionCacheTTL,
+				// While the cache's pub/sub relays evictions, one replica of those sharing
+				// this Redis and prefix listens for all.
+				Shared: st.cache.PeersUp, Group: redisGroup(cfg),
+				Wake: st.cache.FeedWake(), StandbyFreed: st.cache.AnnounceStandbyFree,
 			}, st.cache)
 		})
 	}
@@ -213,29 +235,6 @@ func startBackground(cfg config.Config, env map[string]string, st *backends) fun
 		cancel()
 		wg.Wait()
 	}
-}
-
-// newRedis builds the go-redis client, or nil when REDIS_URL is empty. Every call carries its
-// own deadline (ContextTimeoutEnabled), so REDIS_OP_TIMEOUT bounds retries too.
-func newRedis(cfg config.Config) (*redis.Client, error) {
-	if cfg.RedisURL == "" {
-		return nil, nil
-	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, usageError{err: errors.New("REDIS_URL: not a valid redis:// or rediss:// URL")}
-	}
-	opts.PoolSize = cfg.RedisPoolSize
-	opts.MinIdleConns = cfg.RedisMinIdle
-	opts.PoolTimeout = cfg.RedisPoolTimeout
-	opts.ConnMaxIdleTime = cfg.RedisIdleTimeout
-	opts.MaxRetries = cfg.RedisMaxRetries
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = -1 // go-redis reads 0 as "default (3)"; -1 is "none"
-	}
-	opts.DialTimeout = max(cfg.RedisOpTimeout, time.Second)
-	opts.ContextTimeoutEnabled = true
-	return redis.NewClient(opts), nil
 }
 
 // healthcheck exits 0 iff the admin listener's /readyz answers 200 (Docker HEALTHCHECK).

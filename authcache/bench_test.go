@@ -15,6 +15,10 @@ import (
 // benchSource answers every lookup with one session, as Postgres would for a valid token.
 type benchSource struct{ s pgsession.Session }
 
+func (b benchSource) LookupPrimary(ctx context.Context, h string) (pgsession.Session, error) {
+	return b.Lookup(ctx, h)
+}
+
 func (b benchSource) Lookup(_ context.Context, h string) (pgsession.Session, error) {
 	s := b.s
 	s.TokenHash = h

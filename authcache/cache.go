@@ -4,18 +4,22 @@
 //
 // A request reads top-down through cache.go: Validate looks in the in-process cache
 // (local.go), then, once per token however many requests wait (singleflight), in Redis
-// (redis.go, the only file that talks to the Redis client), then asks the Source, and fills
-// both caches behind it. A fill carries the eviction counter it read first, so it can never
-// put back a session that was evicted while it looked the session up.
+// (redis.go, the only file that talks to the Redis client, in single, Sentinel or Cluster
+// mode), then asks the Source — the primary if the token or its user was evicted moments
+// ago (recent.go) — and fills both caches behind it. A fill carries the token's eviction
+// generation it read first, so it can never put back a session evicted while it looked the
+// session up.
 //
-// A revocation reads top-down through evict.go. The Postgres trigger notifies; pgsession's
-// change feed (Store.Listen) hands the event to this Cache as its pgsession.Sink (Changed,
-// Resynced); evict drops the in-process copy, then deletes the Redis copy and publishes the
-// eviction on the channel {prefix}evict in one Redis transaction; every other replica
-// receives it (peers.go) and drops its own in-process copy. Logout and the admin API enter
-// the same path through Invalidate. A Redis eviction that fails is retried (retry.go) until
-// Redis answers. Fan-out of one revocation today: every replica listens, so with R replicas
-// one NOTIFY costs R Redis transactions and R publishes, each delivered to R replicas.
+// A revocation reads top-down through evict.go. The Postgres trigger notifies; one replica
+// holds pgsession's change feed (elected with an advisory lock while Redis pub/sub works)
+// and hands the event to its Cache as a pgsession.Sink (Changed, Resynced); evict drops the
+// in-process copy, deletes the Redis copy with one script, and publishes the eviction on
+// {prefix}evict; every replica receives it once (peers.go) and drops its own in-process
+// copy. Logout and the admin API enter the same path through Invalidate on the replica
+// that served them. So one revocation costs one Redis eviction and one publish (two when a
+// logout also revokes the row, which the trigger announces), and R deliveries for R
+// replicas. A Redis eviction that fails is retried (retry.go) until Redis answers; while it
+// waits, lookups skip Redis. While pub/sub is down every replica listens to Postgres itself.
 package authcache
 
 import (
@@ -24,7 +28,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,9 +51,12 @@ var (
 	ErrNotCached = errors.New("authcache: token not cached")
 )
 
-// Source is the source of truth the cache reads through.
+// Source is the source of truth the cache reads through; *pgsession.Store is one.
 type Source interface {
+	// Lookup may read a replica.
 	Lookup(ctx context.Context, tokenHash string) (pgsession.Session, error)
+	// LookupPrimary reads the primary, for a token or user evicted moments ago.
+	LookupPrimary(ctx context.Context, tokenHash string) (pgsession.Session, error)
 }
 
 // Layer names where an answer came from, for logs and metrics.
@@ -70,7 +77,7 @@ type Result struct {
 
 // Options configures a Cache. Zero durations disable the negative and local caches.
 type Options struct {
-	Redis         *redis.Client // nil: no Redis layer, every miss goes to the Source
+	Redis         redis.UniversalClient // nil: no Redis layer, every miss goes to the Source
 	Prefix        string        // namespace of every key and channel
 	SessionTTL    time.Duration // Redis TTL of a session, capped at its expiry
 	NegativeTTL   time.Duration // how long an unknown token is remembered
@@ -81,12 +88,11 @@ type Options struct {
 	// BreakerFailures consecutive Redis failures open the breaker for BreakerOpenFor.
 	BreakerFailures uint32
 	BreakerOpenFor  time.Duration
+	// PrimaryWindow is how long after an eviction the token or user concerned is looked up
+	// with Source.LookupPrimary (DB_PRIMARY_WINDOW); 0 never does.
+	PrimaryWindow time.Duration
 	// WarmFrom, if set, lists the sessions Run loads into Redis at start (CACHE_WARM_ON_START).
 	WarmFrom func(ctx context.Context) ([]pgsession.Session, error)
-	// AwaitResync makes warming wait for the change feed's first Resynced: its evictions
-	// move the epoch that guards every fill, and would discard a warm-up started before.
-	// Set it when a change feed delivers to this Cache.
-	AwaitResync bool
 	// Registerer receives the validation latency histogram; nil leaves it unregistered.
 	// The counters are exported by package health, through Stats.
 	Registerer prometheus.Registerer
@@ -96,16 +102,20 @@ type Options struct {
 
 // Cache is the read-through session cache. Its zero value is not usable; call New.
 type Cache struct {
-	src      Source
-	opts     Options
-	log      *zap.Logger
-	redis    *redisStore // nil when Redis is disabled
-	local    *local      // nil when the local cache is disabled
-	flight   singleflight.Group
-	m        *metrics
-	retry    retryQueue
-	resynced chan struct{} // closed by the change feed's first Resynced
-	once     sync.Once
+	src    Source
+	opts   Options
+	log    *zap.Logger
+	redis  *redisStore // nil when Redis is disabled
+	local  *local      // nil when the local cache is disabled
+	flight singleflight.Group
+	m      *metrics
+	retry  retryQueue
+	recent recent    // evicted moments ago: looked up on the primary
+	peers  peerState // whether this replica receives the others' evictions
+	// fillsAfter holds off Redis fills from lookups that started before it (Unix nanos):
+	// while evictions wait in the retry queue, and for a moment after they landed.
+	fillsAfter atomic.Int64
+	wake       chan struct{} // a peer freed the feed's standby slot
 }
 
 // New returns a Cache reading through src. Call Run to receive eviction events.
@@ -116,13 +126,14 @@ func New(src Source, o Options) *Cache {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics(o.Registerer), resynced: make(chan struct{})}
+	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics(o.Registerer), wake: make(chan struct{}, 1)}
+	c.recent.window = o.PrimaryWindow
+	c.peers.init()
 	if o.LocalTTL > 0 && o.LocalSize > 0 {
 		c.local = newLocal(o.LocalSize)
 	}
 	if o.Redis != nil {
-		c.redis = &redisStore{rdb: o.Redis, prefix: o.Prefix, timeout: o.OpTimeout,
-			breaker: breaker.New(o.BreakerFailures, o.BreakerOpenFor, c.breakerChanged)}
+		c.redis = newRedisStore(o, breaker.New(o.BreakerFailures, o.BreakerOpenFor, c.breakerChanged))
 	}
 	return c
 }
@@ -220,48 +231,26 @@ func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, s
 // Unlike groupcache, the Redis read is inside the flight too: concurrent requests for one
 // token then cost one MGET, and moving it out measured 37 % fewer req/s on a hot token.
 func (c *Cache) load(h string, gen uint64, withSource bool) (answer, error) {
-	now := c.opts.Now()
+	now, started := c.opts.Now(), time.Now()
 	if c.local != nil {
 		if e, ok := c.local.get(h, now); ok {
 			return answer{e.session, e.valid, LayerLocal}, nil
 		}
 	}
-	redisOK := false
-	var epoch string
-	if c.redis != nil {
-		l, err := c.redis.get(h)
-		switch {
-		case err != nil:
-			c.redisFailed("read", err)
-		case l.value != nil:
-			s, derr := decodeSession(h, l.value)
-			if derr == nil && now.Before(s.ExpiresAt) {
-				c.m.cacheRequest(LayerRedis, resultHit)
-				c.putLocal(h, s, true, now, gen)
-				return answer{s, true, LayerRedis}, nil
-			}
-			// A corrupt or expired copy is a miss: Postgres decides.
-			c.m.cacheRequest(LayerRedis, resultMiss)
-			redisOK, epoch = true, l.epoch
-		case l.neg:
-			c.m.cacheRequest(LayerRedis, resultHit)
-			c.putLocal(h, pgsession.Session{}, false, now, gen)
-			return answer{layer: LayerRedis}, nil
-		default:
-			c.m.cacheRequest(LayerRedis, resultMiss)
-			redisOK, epoch = true, l.epoch
-		}
+	a, l, fill := c.loadRedis(h, gen, now)
+	if a != nil {
+		return *a, nil
 	}
 	if !withSource {
 		return answer{}, ErrNotCached
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
-	defer cancel()
-	s, err := c.src.Lookup(ctx, h)
+	s, err := c.lookupSource(h)
+	// A fill is sent only if no eviction can have slipped past its guard (see fillable).
+	fill = fill && c.fillable(started)
 	switch {
 	case errors.Is(err, pgsession.ErrNotFound):
-		if redisOK && c.opts.NegativeTTL > 0 {
-			if err := c.redis.fillNegative(h, c.opts.NegativeTTL, epoch); err != nil {
+		if fill && c.opts.NegativeTTL > 0 {
+			if err := c.redis.fillNegative(h, c.opts.NegativeTTL, l); err != nil {
 				c.redisFailed("write negative entry", err)
 			}
 		}
@@ -271,13 +260,65 @@ func (c *Cache) load(h string, gen uint64, withSource bool) (answer, error) {
 		return answer{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	s.TokenHash = h
-	if ttl := min(c.opts.SessionTTL, s.ExpiresAt.Sub(now)); redisOK && ttl > time.Millisecond {
-		if err := c.redis.fill(s, ttl, epoch); err != nil {
+	if ttl := min(c.opts.SessionTTL, s.ExpiresAt.Sub(now)); fill && ttl > time.Millisecond {
+		if err := c.redis.fill(s, ttl, l); err != nil {
 			c.redisFailed("write session", err)
 		}
 	}
 	c.putLocal(h, s, true, now, gen)
 	return answer{s, true, LayerPostgres}, nil
+}
+
+// loadRedis asks Redis. It returns the answer if Redis had one; else what it read, and
+// whether a fill may follow (Redis answered, and no eviction waits to be retried).
+func (c *Cache) loadRedis(h string, gen uint64, now time.Time) (*answer, lookup, bool) {
+	if c.redis == nil || c.retry.busy() {
+		// With evictions waiting, Redis may still hold what they evict: ask Postgres.
+		return nil, lookup{}, false
+	}
+	l, err := c.redis.get(h)
+	switch {
+	case err != nil:
+		c.redisFailed("read", err)
+		return nil, l, false
+	case l.value != nil:
+		s, derr := decodeSession(h, l.value)
+		if derr == nil && now.Before(s.ExpiresAt) {
+			c.m.cacheRequest(LayerRedis, resultHit)
+			c.putLocal(h, s, true, now, gen)
+			return &answer{s, true, LayerRedis}, l, false
+		}
+		// A corrupt or expired copy is a miss: Postgres decides.
+	case l.neg:
+		c.m.cacheRequest(LayerRedis, resultHit)
+		c.putLocal(h, pgsession.Session{}, false, now, gen)
+		return &answer{layer: LayerRedis}, l, false
+	}
+	c.m.cacheRequest(LayerRedis, resultMiss)
+	return nil, l, true
+}
+
+// lookupSource asks the Source under its own deadline, on the primary when the token or,
+// once the session is known, its user was evicted within PrimaryWindow: a lagging replica
+// may still show what the primary revoked.
+func (c *Cache) lookupSource(h string) (pgsession.Session, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.LookupTimeout)
+	defer cancel()
+	if c.recent.hash(h) {
+		return c.src.LookupPrimary(ctx, h)
+	}
+	s, err := c.src.Lookup(ctx, h)
+	if err == nil && c.recent.user(s.UserID) {
+		return c.src.LookupPrimary(ctx, h)
+	}
+	return s, err
+}
+
+// fillable reports whether a lookup that started at started may fill Redis: it is recent
+// enough that the eviction generations it read cannot have expired (half of guardTTL),
+// and it started after the last evictions that had to be retried landed.
+func (c *Cache) fillable(started time.Time) bool {
+	return time.Since(started) < c.redis.guardTTL/2 && started.UnixNano() > c.fillsAfter.Load()
 }
 
 // putLocal caches a session, or a negative entry, in process for at most LocalTTL (and

@@ -47,10 +47,19 @@ func (f *fixture) cache(redisOn bool, localTTL time.Duration) *authcache.Cache {
 	return authcache.New(f.src, o)
 }
 
+// The Redis key layout, as the README documents it: a hash tag on every key.
+func sessionKey(prefix, h string) string { return prefix + "{" + h + "}" }
+func negKey(prefix, h string) string     { return prefix + "neg:{" + h + "}" }
+func userKey(prefix, u string) string    { return prefix + "user:{" + u + "}" }
+
 type countingSource struct {
 	src   authcache.Source
 	calls atomic.Int64
 	gate  chan struct{} // when set, every lookup waits for it to close
+}
+
+func (s *countingSource) LookupPrimary(ctx context.Context, h string) (pgsession.Session, error) {
+	return s.Lookup(ctx, h)
 }
 
 func (s *countingSource) Lookup(ctx context.Context, h string) (pgsession.Session, error) {
@@ -138,7 +147,7 @@ func TestRedisKeysAndTTLs(t *testing.T) {
 	}
 	ttl := func(key string) time.Duration {
 		t.Helper()
-		d, err := f.rdb.PTTL(ctx, f.prefix+key).Result()
+		d, err := f.rdb.PTTL(ctx, key).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,21 +157,21 @@ func TestRedisKeysAndTTLs(t *testing.T) {
 		key      string
 		min, max time.Duration
 	}{
-		{longHash, 4*time.Minute + 50*time.Second, 5 * time.Minute},
-		{shortHash, 20 * time.Second, 30 * time.Second}, // capped at the session's expiry
-		{"user:" + user, 4*time.Minute + 50*time.Second, 5 * time.Minute},
-		{"neg:" + authcache.HashToken("unknown-token"), 4 * time.Second, 5 * time.Second},
+		{sessionKey(f.prefix, longHash), 4*time.Minute + 50*time.Second, 5 * time.Minute},
+		{sessionKey(f.prefix, shortHash), 20 * time.Second, 30 * time.Second}, // capped at the session's expiry
+		{userKey(f.prefix, user), 4*time.Minute + 50*time.Second, 5 * time.Minute},
+		{negKey(f.prefix, authcache.HashToken("unknown-token")), 4 * time.Second, 5 * time.Second},
 	}
 	for _, ck := range checks {
 		if d := ttl(ck.key); d < ck.min || d > ck.max {
 			t.Errorf("TTL of %s = %v, want in [%v, %v]", ck.key, d, ck.min, ck.max)
 		}
 	}
-	members, err := f.rdb.SMembers(ctx, f.prefix+"user:"+user).Result()
+	members, err := f.rdb.SMembers(ctx, userKey(f.prefix, user)).Result()
 	if err != nil || len(members) != 2 {
 		t.Fatalf("user index = %v, %v; want both hashes", members, err)
 	}
-	raw, err := f.rdb.Get(ctx, f.prefix+longHash).Result()
+	raw, err := f.rdb.Get(ctx, sessionKey(f.prefix, longHash)).Result()
 	if err != nil || strings.Contains(raw, long) || strings.Contains(raw, longHash) {
 		t.Fatalf("cached value must hold neither the token nor its hash (err %v)", err)
 	}
@@ -180,12 +189,12 @@ func TestCachedSessionFitsIn512Bytes(t *testing.T) {
 	if _, err := f.cache(true, 0).Validate(context.Background(), token); err != nil {
 		t.Fatal(err)
 	}
-	n, err := f.rdb.MemoryUsage(context.Background(), f.prefix+hash).Result()
+	n, err := f.rdb.MemoryUsage(context.Background(), sessionKey(f.prefix, hash)).Result()
 	if err != nil || n > 512 {
 		t.Fatalf("MEMORY USAGE = %d, %v; want ≤ 512", n, err)
 	}
-	size, _ := f.rdb.StrLen(context.Background(), f.prefix+hash).Result()
-	t.Logf("MEMORY USAGE of one cached session: %d bytes (value %d bytes, key %d bytes)", n, size, len(f.prefix+hash))
+	size, _ := f.rdb.StrLen(context.Background(), sessionKey(f.prefix, hash)).Result()
+	t.Logf("MEMORY USAGE of one cached session: %d bytes (value %d bytes, key %d bytes)", n, size, len(sessionKey(f.prefix, hash)))
 }
 
 func TestExpiredCopyInRedisIsRecheckedAgainstPostgres(t *testing.T) {
@@ -201,7 +210,7 @@ func TestExpiredCopyInRedisIsRecheckedAgainstPostgres(t *testing.T) {
 	// Redis still holds the copy (its TTL is still running), but its expiresAt has passed.
 	time.Sleep(2100 * time.Millisecond)
 	now = time.Now()
-	if err := f.rdb.PExpire(context.Background(), f.prefix+hash, time.Minute).Err(); err != nil {
+	if err := f.rdb.PExpire(context.Background(), sessionKey(f.prefix, hash), time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := authcache.New(f.src, o).Validate(context.Background(), token); !errors.Is(err, authcache.ErrInvalid) {

@@ -92,7 +92,7 @@ func (c *Cache) Changed(ev pgsession.Event) {
 
 // Resynced handles a (re)connect of the change feed, which may have missed events: the
 // in-process cache is dropped and the sessions revoked since are evicted. It implements
-// pgsession.Sink; its first call releases warming (see Options.AwaitResync).
+// pgsession.Sink.
 func (c *Cache) Resynced(hashes []string) {
 	if c.local != nil {
 		c.local.clear()
@@ -103,7 +103,6 @@ func (c *Cache) Resynced(hashes []string) {
 			_, _ = c.evict(eviction{tokenHash: h}, ReasonResync)
 		}
 	}
-	c.once.Do(func() { close(c.resynced) })
 }
 
 // evict forgets ev in this process, then in Redis, publishing it to the other replicas.
@@ -127,8 +126,11 @@ func (c *Cache) evict(ev eviction, reason string) (int, error) {
 	return len(evicted), err
 }
 
-// evictLocal drops ev from the in-process cache and returns the hashes of the sessions it held.
+// evictLocal drops ev from the in-process cache and returns the hashes of the sessions it
+// held. Every eviction passes here, whatever its source, so it also starts the primary
+// window of the token or user.
 func (c *Cache) evictLocal(ev eviction) []string {
+	c.recent.add(ev)
 	switch {
 	case c.local == nil:
 		return nil

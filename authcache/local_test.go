@@ -136,6 +136,10 @@ type lcSource struct {
 	calls   int
 }
 
+func (s *lcSource) LookupPrimary(ctx context.Context, h string) (pgsession.Session, error) {
+	return s.Lookup(ctx, h)
+}
+
 func (s *lcSource) Lookup(_ context.Context, h string) (pgsession.Session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -17,6 +17,10 @@ import (
 // oneSession is a Source that knows one token.
 type oneSession struct{ token string }
 
+func (o oneSession) LookupPrimary(ctx context.Context, h string) (pgsession.Session, error) {
+	return o.Lookup(ctx, h)
+}
+
 func (s oneSession) Lookup(_ context.Context, h string) (pgsession.Session, error) {
 	if h != authcache.HashToken(s.token) {
 		return pgsession.Session{}, pgsession.ErrNotFound

@@ -3,6 +3,7 @@ package authcache
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"time"
 
@@ -13,28 +14,52 @@ import (
 )
 
 // redisStore is the Redis half of the cache and the only code that talks to the Redis
-// client. Every call goes through the breaker and runs under its own OpTimeout, so a hung
-// Redis costs a request at most one timeout and then nothing while the breaker is open.
+// client, in any mode: a single node, Sentinel or Cluster. Every call goes through the
+// breaker and runs under its own OpTimeout, so a hung Redis costs a request at most one
+// timeout and then nothing while the breaker is open.
 //
-// Key layout (p = prefix, h = token hash):
+// Key layout (p = prefix, h = token hash, u = user id). Every key carries a hash tag, so a
+// token's keys share one cluster slot, and a user's keys another:
 //
-//	p+h          the session, encodeSession's compact string, TTL ≤ the session's expiry
-//	p+"neg:"+h   a negative entry, TTL NegativeTTL
-//	p+"user:"+u  SET of the user's token hashes, TTL the longest of its members'
-//	p+"epoch"    counter bumped by every eviction; a fill is dropped if it moved (see fill)
-//	p+"evict"    the pub/sub channel every eviction is published on
+//	p{h}                 the session, encodeSession's compact string, TTL ≤ its expiry
+//	p neg:{h}            a negative entry, TTL NegativeTTL
+//	p gen:{h}            the token's eviction generation, bumped by every eviction of it
+//	p user:{u}           SET of the user's token hashes, TTL the longest of its members'
+//	p user-evicted:{u}   present for guardTTL after the user was evicted
+//	p evict              the pub/sub channel every eviction is published on
+//
+// No write-back: a reader reads gen:{h} with the session (one MGET) before it asks
+// Postgres, and its fill lands only if gen:{h} is unchanged, checked inside Redis (fill).
+// A fill first adds the hash to user:{u} unless user-evicted:{u} exists, so a user eviction
+// either finds the hash in the index (and bumps its generation) or stops the fill. Each of
+// these steps touches one slot; across slots the order index-then-fill makes it safe.
 type redisStore struct {
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	prefix  string
 	timeout time.Duration
+	// guardTTL is how long generations and user tombstones live. A fill whose read is
+	// older than half of it is dropped before it is sent (Cache.fillable), so a generation
+	// can never expire under a fill that needed it.
+	guardTTL time.Duration
+	// cluster is set for a Redis Cluster, where one script may touch one slot only.
+	cluster bool
 	breaker *gobreaker.CircuitBreaker[any]
 }
 
-func (s *redisStore) sessionKey(h string) string { return s.prefix + h }
-func (s *redisStore) negKey(h string) string     { return s.prefix + "neg:" + h }
-func (s *redisStore) userKey(u string) string    { return s.prefix + "user:" + u }
-func (s *redisStore) epochKey() string           { return s.prefix + "epoch" }
-func (s *redisStore) evictChannel() string       { return s.prefix + "evict" }
+// newRedisStore is the Redis layer of a Cache with options o.
+func newRedisStore(o Options, cb *gobreaker.CircuitBreaker[any]) *redisStore {
+	_, cluster := o.Redis.(*redis.ClusterClient)
+	return &redisStore{rdb: o.Redis, prefix: o.Prefix, timeout: o.OpTimeout, cluster: cluster, breaker: cb,
+		// Four times the slowest lookup's read-to-fill time, and at least a minute.
+		guardTTL: max(time.Minute, 4*(o.LookupTimeout+2*o.OpTimeout))}
+}
+
+func (s *redisStore) sessionKey(h string) string     { return s.prefix + "{" + h + "}" }
+func (s *redisStore) negKey(h string) string         { return s.prefix + "neg:{" + h + "}" }
+func (s *redisStore) genKey(h string) string         { return s.prefix + "gen:{" + h + "}" }
+func (s *redisStore) userKey(u string) string        { return s.prefix + "user:{" + u + "}" }
+func (s *redisStore) userEvictedKey(u string) string { return s.prefix + "user-evicted:{" + u + "}" }
+func (s *redisStore) evictChannel() string           { return s.prefix + "evict" }
 
 // do runs f under the breaker with a fresh deadline, detached from any caller's context.
 // redis.Nil is an answer, not a failure.
@@ -51,14 +76,14 @@ func (s *redisStore) do(f func(ctx context.Context) error) error {
 type lookup struct {
 	value []byte // encoded session, nil if absent
 	neg   bool   // a negative entry exists
-	epoch string // the eviction counter, to guard a later fill
+	gen   string // the token's eviction generation, "" if none, to guard a later fill
 }
 
-// get reads the session, its negative entry and the eviction epoch in one MGET.
+// get reads the session, its negative entry and its generation in one MGET (one slot).
 func (s *redisStore) get(h string) (lookup, error) {
 	var l lookup
 	err := s.do(func(ctx context.Context) error {
-		vals, err := s.rdb.MGet(ctx, s.sessionKey(h), s.negKey(h), s.epochKey()).Result()
+		vals, err := s.rdb.MGet(ctx, s.sessionKey(h), s.negKey(h), s.genKey(h)).Result()
 		if err != nil {
 			return err
 		}
@@ -66,228 +91,347 @@ func (s *redisStore) get(h string) (lookup, error) {
 			l.value = []byte(v)
 		}
 		l.neg = vals[1] != nil
-		l.epoch, _ = vals[2].(string)
+		l.gen, _ = vals[2].(string)
 		return nil
 	})
 	return l, err
 }
 
-// epoch reads the eviction counter alone, for a fill that has no lookup before it (warming).
-func (s *redisStore) epoch() (string, error) {
-	var epoch string
-	err := s.do(func(ctx context.Context) error {
-		v, err := s.rdb.Get(ctx, s.epochKey()).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil
-		}
-		epoch = v
-		return err
-	})
-	return epoch, err
-}
-
-// fillScript writes a session (or, with an empty value, a negative entry) only if no eviction
-// happened since the reader saw epoch ARGV[1]. Checking inside Redis makes the check and the
-// write one atomic step, across every replica.
-var fillScript = redis.NewScript(`
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+// The fill scripts, as Lua functions so that the single-slot scripts and the one-round-trip
+// script for a non-cluster Redis share one definition.
+const luaFill = `
+local function index(evicted, idx, h, ttl)
+  if redis.call('EXISTS', evicted) == 1 then return 0 end
+  redis.call('SADD', idx, h)
+  if redis.call('PTTL', idx) < tonumber(ttl) then redis.call('PEXPIRE', idx, ttl) end
   return 1
 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[4])
-if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then
-  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+local function fill(gen, key, want, value, ttl)
+  if (redis.call('GET', gen) or '') ~= want then return 0 end
+  redis.call('SET', key, value, 'PX', ttl)
+  return 1
 end
-return 1`)
+`
 
-// fill caches a session for ttl, with its index entry, in one round trip.
-func (s *redisStore) fill(sess pgsession.Session, ttl time.Duration, epoch string) error {
+var (
+	// indexScript: KEYS user-evicted:{u}, user:{u}; ARGV h, ttl ms. 1 if indexed.
+	indexScript = redis.NewScript(luaFill + `return index(KEYS[1], KEYS[2], ARGV[1], ARGV[2])`)
+	// fillScript: KEYS gen:{h}, the key to write; ARGV the generation read, value, ttl ms.
+	fillScript = redis.NewScript(luaFill + `return fill(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])`)
+	// indexFillScript is both in one round trip, for a Redis that is not a cluster: KEYS
+	// user-evicted:{u}, user:{u}, gen:{h}, {h}; ARGV h, ttl ms, generation read, value.
+	indexFillScript = redis.NewScript(luaFill + `
+if index(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+return fill(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[2])`)
+)
+
+// fill caches a session for ttl unless it was evicted since l was read, in one round trip
+// (two on a cluster, index first).
+func (s *redisStore) fill(sess pgsession.Session, ttl time.Duration, l lookup) error {
 	return s.do(func(ctx context.Context) error {
-		keys, args := s.fillArgs(sess, ttl, epoch)
-		return fillScript.Run(ctx, s.rdb, keys, args...).Err()
+		if !s.cluster {
+			keys, args := s.indexFillArgs(sess, ttl, l.gen)
+			return indexFillScript.Run(ctx, s.rdb, keys, args...).Err()
+		}
+		ok, err := indexScript.Run(ctx, s.rdb, s.indexKeys(sess.UserID), sess.TokenHash, ttl.Milliseconds()).Int()
+		if err != nil || ok == 0 {
+			return err
+		}
+		return fillScript.Run(ctx, s.rdb, []string{s.genKey(sess.TokenHash), s.sessionKey(sess.TokenHash)},
+			l.gen, encodeSession(sess), ttl.Milliseconds()).Err()
 	})
 }
 
-// fillMany caches sessions, each for ttl(session), in one pipelined round trip. It returns
-// how many were written: the epoch guard drops them all if an eviction ran since epoch.
-func (s *redisStore) fillMany(sessions []pgsession.Session, ttl func(pgsession.Session) time.Duration, epoch string) (int, error) {
+func (s *redisStore) indexKeys(userID string) []string {
+	return []string{s.userEvictedKey(userID), s.userKey(userID)}
+}
+
+func (s *redisStore) indexFillArgs(sess pgsession.Session, ttl time.Duration, gen string) ([]string, []any) {
+	h := sess.TokenHash
+	return []string{s.userEvictedKey(sess.UserID), s.userKey(sess.UserID), s.genKey(h), s.sessionKey(h)},
+		[]any{h, ttl.Milliseconds(), gen, encodeSession(sess)}
+}
+
+// fillMany caches sessions that no eviction has touched within guardTTL, each for
+// ttl(session), and returns how many were written: one pipelined round trip, two on a
+// cluster (every index first, then the fills of the sessions indexed).
+func (s *redisStore) fillMany(sessions []pgsession.Session, ttl func(pgsession.Session) time.Duration) (int, error) {
+	var todo []pgsession.Session
+	for _, sess := range sessions {
+		if ttl(sess) > time.Millisecond {
+			todo = append(todo, sess)
+		}
+	}
 	written := 0
 	err := s.do(func(ctx context.Context) error {
-		if err := fillScript.Load(ctx, s.rdb).Err(); err != nil {
+		if !s.cluster {
+			n, err := s.pipelineScript(ctx, indexFillScript, len(todo), func(i int) ([]string, []any) {
+				return s.indexFillArgs(todo[i], ttl(todo[i]), "")
+			})
+			written = len(n)
 			return err
 		}
-		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, sess := range sessions {
-				if d := ttl(sess); d > time.Millisecond {
-					keys, args := s.fillArgs(sess, d, epoch)
-					fillScript.EvalSha(ctx, p, keys, args...)
-				}
-			}
-			return nil
+		indexed, err := s.pipelineScript(ctx, indexScript, len(todo), func(i int) ([]string, []any) {
+			return s.indexKeys(todo[i].UserID), []any{todo[i].TokenHash, ttl(todo[i]).Milliseconds()}
 		})
-		for _, c := range cmds {
-			if n, _ := c.(*redis.Cmd).Int(); n == 1 {
-				written++
-			}
+		if err != nil {
+			return err
 		}
+		n, err := s.pipelineScript(ctx, fillScript, len(indexed), func(i int) ([]string, []any) {
+			sess := todo[indexed[i]]
+			return []string{s.genKey(sess.TokenHash), s.sessionKey(sess.TokenHash)},
+				[]any{"", encodeSession(sess), ttl(sess).Milliseconds()}
+		})
+		written = len(n)
 		return err
 	})
 	return written, err
 }
 
-func (s *redisStore) fillArgs(sess pgsession.Session, ttl time.Duration, epoch string) ([]string, []any) {
-	return []string{s.epochKey(), s.sessionKey(sess.TokenHash), s.userKey(sess.UserID)},
-		[]any{epoch, encodeSession(sess), ttl.Milliseconds(), sess.TokenHash}
-}
-
-// fillNegative remembers for ttl that h matches no valid session.
-func (s *redisStore) fillNegative(h string, ttl time.Duration, epoch string) error {
-	return s.do(func(ctx context.Context) error {
-		keys := []string{s.epochKey(), s.negKey(h), ""}
-		return fillScript.Run(ctx, s.rdb, keys, epoch, "", ttl.Milliseconds(), h).Err()
-	})
-}
-
-// evictHash deletes a token's session, negative entry and index membership, bumps the epoch
-// and publishes msg to the other replicas in one transaction, after one read to learn the
-// session's user. It reports whether a session was cached.
-func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
-	var deleted *redis.IntCmd
-	err := s.do(func(ctx context.Context) error {
-		userID := ""
-		v, err := s.rdb.Get(ctx, s.sessionKey(h)).Bytes()
-		switch {
-		case err == nil:
-			if sess, err := decodeSession(h, v); err == nil {
-				userID = sess.UserID
-			}
-		case !errors.Is(err, redis.Nil):
-			return err
-		}
-		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			deleted = p.Del(ctx, s.sessionKey(h))
-			p.Del(ctx, s.negKey(h))
-			if userID != "" {
-				p.SRem(ctx, s.userKey(userID), h)
-			}
-			p.Incr(ctx, s.epochKey())
-			p.Publish(ctx, s.evictChannel(), msg)
-			return nil
-		})
-		return err
-	})
-	if err != nil {
-		return false, err
+// pipelineScript runs script n times in one pipeline, with the keys and arguments args(i)
+// gives, and returns the indexes whose run returned 1.
+func (s *redisStore) pipelineScript(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) ([]int, error) {
+	if n == 0 {
+		return nil, nil
 	}
-	return deleted.Val() > 0, nil
+	// EVALSHA in a pipeline cannot fall back to EVAL: load the script on every node first.
+	if err := s.loadScript(ctx, script); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.Cmd, n)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range n {
+			keys, a := args(i)
+			cmds[i] = script.EvalSha(ctx, p, keys, a...)
+		}
+		return nil
+	})
+	var ok []int
+	for i, c := range cmds {
+		if v, _ := c.Int(); v == 1 {
+			ok = append(ok, i)
+		}
+	}
+	return ok, err
 }
 
-// evictUser deletes every cached session of a user through the per-user index (no SCAN) and
-// returns the token hashes whose session was cached. The index is WATCHed: a fill that adds a
-// session after the index was read (its epoch still current) aborts the transaction, which is
-// then retried, so that session cannot survive the eviction unindexed.
+// loadScript loads script where the keys live: on every master of a cluster.
+func (s *redisStore) loadScript(ctx context.Context, script *redis.Script) error {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return script.Load(ctx, m).Err()
+		})
+	}
+	return script.Load(ctx, s.rdb).Err()
+}
+
+// fillNegative remembers for ttl that h matches no valid session, unless h was evicted
+// since l was read.
+func (s *redisStore) fillNegative(h string, ttl time.Duration, l lookup) error {
+	return s.do(func(ctx context.Context) error {
+		return fillScript.Run(ctx, s.rdb, []string{s.genKey(h), s.negKey(h)}, l.gen, "1", ttl.Milliseconds()).Err()
+	})
+}
+
+// evictTokenScript forgets one token (one slot): it deletes the session and the negative
+// entry, bumps the generation (so no fill in flight lands) and returns the session that was
+// cached, if any. KEYS {h}, neg:{h}, gen:{h}; ARGV guardTTL ms.
+var evictTokenScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return v`)
+
+// evictUserScript forgets one user (one slot): it takes the index's members, deletes the
+// index and leaves user-evicted:{u} for guardTTL, so a fill that has not indexed its session
+// yet does not. KEYS user:{u}, user-evicted:{u}; ARGV guardTTL ms.
+var evictUserScript = redis.NewScript(`
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return members`)
+
+func (s *redisStore) evictTokenKeys(h string) []string {
+	return []string{s.sessionKey(h), s.negKey(h), s.genKey(h)}
+}
+
+// evictHash forgets a token, takes it out of its user's index, and publishes msg to the
+// other replicas. It reports whether a session was cached.
+func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
+	cached := false
+	err := s.do(func(ctx context.Context) error {
+		v, err := evictTokenScript.Run(ctx, s.rdb, s.evictTokenKeys(h), s.guardTTL.Milliseconds()).Text()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return err
+		default:
+			cached = true
+			// A stale index member would be harmless (a user eviction would bump its
+			// generation); removing it keeps the index small.
+			if sess, derr := decodeSession(h, []byte(v)); derr == nil {
+				if err := s.rdb.SRem(ctx, s.userKey(sess.UserID), h).Err(); err != nil {
+					return err
+				}
+			}
+		}
+		return s.rdb.Publish(ctx, s.evictChannel(), msg).Err()
+	})
+	return cached, err
+}
+
+// evictUser forgets every cached session of a user through the per-user index (no SCAN),
+// publishes msg, and returns the token hashes whose session was cached.
 func (s *redisStore) evictUser(userID string, msg []byte) ([]string, error) {
 	var evicted []string
 	err := s.do(func(ctx context.Context) error {
-		var err error
-		for range maxEvictAttempts {
-			if evicted, err = s.evictUserOnce(ctx, userID, msg); !errors.Is(err, redis.TxFailedErr) {
-				return err
-			}
+		hashes, err := evictUserScript.Run(ctx, s.rdb, []string{s.userKey(userID), s.userEvictedKey(userID)},
+			s.guardTTL.Milliseconds()).StringSlice()
+		if err != nil {
+			return err
 		}
-		return err
+		cached, err := s.pipelineEvictTokens(ctx, hashes)
+		if err != nil {
+			return err
+		}
+		evicted = cached
+		return s.rdb.Publish(ctx, s.evictChannel(), msg).Err()
 	})
 	return evicted, err
 }
 
-// maxEvictAttempts bounds evictUser's retries when fills keep racing it; past it the
-// eviction fails and is queued for retry like any other failure.
-const maxEvictAttempts = 5
-
-func (s *redisStore) evictUserOnce(ctx context.Context, userID string, msg []byte) ([]string, error) {
-	var evicted []string
-	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		hashes, err := tx.SMembers(ctx, s.userKey(userID)).Result()
-		if err != nil {
-			return err
-		}
-		dels := make([]*redis.IntCmd, len(hashes))
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for i, h := range hashes {
-				dels[i] = p.Del(ctx, s.sessionKey(h))
-			}
-			p.Del(ctx, s.userKey(userID))
-			p.Incr(ctx, s.epochKey())
-			p.Publish(ctx, s.evictChannel(), msg)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for i, d := range dels {
-			if d.Val() > 0 {
-				evicted = append(evicted, hashes[i])
-			}
+// pipelineEvictTokens forgets tokens in one pipeline and returns those that were cached.
+func (s *redisStore) pipelineEvictTokens(ctx context.Context, hashes []string) ([]string, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	if err := s.loadScript(ctx, evictTokenScript); err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.Cmd, len(hashes))
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are read per command
+		for i, h := range hashes {
+			cmds[i] = evictTokenScript.EvalSha(ctx, p, s.evictTokenKeys(h), s.guardTTL.Milliseconds())
 		}
 		return nil
-	}, s.userKey(userID))
-	return evicted, err
+	})
+	var cached []string
+	for i, c := range cmds {
+		switch err := c.Err(); {
+		case err == nil:
+			cached = append(cached, hashes[i])
+		case !errors.Is(err, redis.Nil): // nil: nothing was cached
+			return cached, err
+		}
+	}
+	return cached, nil
 }
 
-// flush deletes every cached session, negative entry and user index under the prefix, for
-// when evictions were lost. The epoch moves first, so no fill that read the old one can land
-// during or after the scan; the epoch key itself is kept, so its values never repeat. It
-// SCANs: it runs only after an overflow, and gives up when ctx ends.
+// flush deletes every key under the prefix, for when evictions were lost. It SCANs every
+// master: it runs only after an overflow, and gives up when ctx ends. Fills are held off
+// while it runs (see Cache.retryPending), so nothing it deletes is put back by a lookup that
+// started before it.
 func (s *redisStore) flush(ctx context.Context) error {
-	if err := s.rdb.Incr(ctx, s.epochKey()).Err(); err != nil {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return s.flushNode(ctx, m) })
+	}
+	return s.flushNode(ctx, s.rdb)
+}
+
+func (s *redisStore) flushNode(ctx context.Context, node redis.Cmdable) error {
+	iter := node.Scan(ctx, 0, globEscape(s.prefix)+"*", 1000).Iterator()
+	var batch []string
+	unlink := func() error {
+		// One UNLINK per key: on a cluster node the keys of one batch span many slots.
+		_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range batch {
+				p.Unlink(ctx, k)
+			}
+			return nil
+		})
+		batch = batch[:0]
 		return err
 	}
-	iter := s.rdb.Scan(ctx, 0, globEscape(s.prefix)+"*", 1000).Iterator()
-	var batch []string
 	for iter.Next(ctx) {
-		if k := iter.Val(); k != s.epochKey() {
-			batch = append(batch, k)
-		}
-		if len(batch) == 1000 {
-			if err := s.rdb.Unlink(ctx, batch...).Err(); err != nil {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			if err := unlink(); err != nil {
 				return err
 			}
-			batch = batch[:0]
 		}
 	}
 	if err := iter.Err(); err != nil {
 		return err
 	}
-	if len(batch) > 0 {
-		return s.rdb.Unlink(ctx, batch...).Err()
-	}
-	return nil
+	return unlink()
 }
 
-// subscribe delivers what other replicas publish on the eviction channel until ctx ends.
-// go-redis resubscribes by itself after a lost connection; onSubscribed runs on every
-// (re)subscription, with first false after a reconnect, when messages may have been lost.
-func (s *redisStore) subscribe(ctx context.Context, onSubscribed func(first bool), onMessage func(payload string)) {
-	ps := s.rdb.Subscribe(ctx, s.evictChannel())
-	defer ps.Close()
-	msgs := ps.ChannelWithSubscriptions()
-	first := true
-	for {
+// publish sends msg to the other replicas.
+func (s *redisStore) publish(msg []byte) error {
+	return s.do(func(ctx context.Context) error { return s.rdb.Publish(ctx, s.evictChannel(), msg).Err() })
+}
+
+// subscribe receives what other replicas publish on the eviction channel until ctx ends,
+// and reports whether it is subscribed: onState(true) on every (re)subscription,
+// onState(false) when the subscription fails. A quiet subscription is pinged every second;
+// a ping unanswered for another second counts as a failure, so a hung Redis is noticed
+// within about two seconds. After a failure it resubscribes with backoff.
+func (s *redisStore) subscribe(ctx context.Context, onState func(up bool), onMessage func(payload string)) {
+	backoff := backoffInitial
+	for ctx.Err() == nil {
+		if s.subscribeOnce(ctx, onState, onMessage) {
+			backoff = backoffInitial
+		}
+		onState(false)
 		select {
 		case <-ctx.Done():
-			return
-		case msg := <-msgs:
-			switch m := msg.(type) {
-			case *redis.Subscription:
-				onSubscribed(first)
-				first = false
-			case *redis.Message:
-				onMessage(m.Payload)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+const (
+	backoffInitial = 100 * time.Millisecond
+	backoffMax     = time.Second
+	subscribePing  = time.Second
+)
+
+// subscribeOnce runs one subscription until it fails or ctx ends, and reports whether it
+// was ever established.
+func (s *redisStore) subscribeOnce(ctx context.Context, onState func(up bool), onMessage func(payload string)) (subscribed bool) {
+	ps := s.rdb.Subscribe(ctx, s.evictChannel())
+	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks a pending receive
+	defer stop()
+	pinged := false
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, subscribePing)
+		var ne net.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &ne) && ne.Timeout() && !pinged:
+			if ps.Ping(ctx) != nil {
+				return subscribed
 			}
+			pinged = true
+			continue
+		default:
+			return subscribed
+		}
+		pinged = false // anything received proves the connection alive
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				return subscribed // the server dropped the subscription
+			}
+			subscribed = true
+			onState(true)
+		case *redis.Message:
+			onMessage(m.Payload)
 		}
 	}
+	return subscribed
 }
 
 // globEscape quotes the characters SCAN MATCH reads as a pattern.

@@ -3,6 +3,7 @@ package authcache
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,6 +16,7 @@ type retryQueue struct {
 	mu      sync.Mutex
 	pending map[eviction]struct{}
 	dropped bool
+	waiting atomic.Bool // pending or dropped: read on every Redis lookup without the lock
 }
 
 const maxRetries = 10000
@@ -25,6 +27,7 @@ const retryEvery = 500 * time.Millisecond
 func (q *retryQueue) add(ev eviction) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.waiting.Store(true)
 	if q.pending == nil {
 		q.pending = make(map[eviction]struct{})
 	}
@@ -40,8 +43,11 @@ func (q *retryQueue) overflow() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.pending, q.dropped = nil, true
+	q.waiting.Store(true)
 }
 
+// take hands the waiting evictions to the caller, which puts back (add, overflow) what
+// it could not replay, and then calls settled.
 func (q *retryQueue) take() (map[eviction]struct{}, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -49,6 +55,20 @@ func (q *retryQueue) take() (map[eviction]struct{}, bool) {
 	q.pending, q.dropped = nil, false
 	return p, d
 }
+
+// settled clears waiting if nothing was put back since take, and reports whether it did.
+func (q *retryQueue) settled() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) > 0 || q.dropped {
+		return false
+	}
+	q.waiting.Store(false)
+	return true
+}
+
+// busy reports whether evictions wait to be replayed in Redis.
+func (q *retryQueue) busy() bool { return q.waiting.Load() }
 
 func (c *Cache) retryLoop(ctx context.Context) {
 	t := time.NewTicker(retryEvery)
@@ -64,8 +84,14 @@ func (c *Cache) retryLoop(ctx context.Context) {
 }
 
 // retryPending replays the evictions that failed, or flushes everything after an overflow.
+// Until they have all landed, lookups skip Redis (Cache.loadRedis); once they have, a
+// lookup that started before is still kept from filling (Cache.fillable): it may have read
+// Postgres before a revocation whose eviction only just landed.
 func (c *Cache) retryPending(ctx context.Context) {
 	pending, overflowed := c.retry.take()
+	if !overflowed && len(pending) == 0 {
+		return
+	}
 	if overflowed {
 		if err := c.redis.flush(ctx); err != nil {
 			c.log.Warn("flushing the cache after lost evictions failed; retrying", zap.Error(err))
@@ -74,11 +100,13 @@ func (c *Cache) retryPending(ctx context.Context) {
 		}
 		c.log.Warn("flushed every cached session: more evictions failed while redis was down than could be remembered",
 			zap.Int("limit", maxRetries))
-		return
+		pending = nil // the flush covers them
 	}
 	for ev := range pending {
 		if _, err := c.evictRedis(ev); err != nil {
 			c.retry.add(ev)
 		}
 	}
+	c.fillsAfter.Store(time.Now().UnixNano())
+	c.retry.settled()
 }

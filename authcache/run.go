@@ -17,6 +17,6 @@ func (c *Cache) Run(ctx context.Context) {
 	if c.opts.WarmFrom != nil {
 		wg.Go(func() { c.warmAtStart(ctx) })
 	}
-	c.redis.subscribe(ctx, c.onSubscribed, c.onPeerEviction)
+	c.redis.subscribe(ctx, c.onPeers, c.onPeerMessage)
 	wg.Wait()
 }

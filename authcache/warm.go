@@ -14,17 +14,16 @@ import (
 // meant to serve had already gone to Postgres; batches take a fraction of a second.
 const warmBatch = 256
 
-// Warm fills Redis with the sessions load returns, so a deploy does not start cold. The
-// eviction epoch is read before load runs and every write is guarded by it, so a session
-// revoked while warming is never written back. It returns how many sessions it cached.
+// Warm fills Redis with the sessions load returns, so a deploy does not start cold. It
+// writes only sessions that no eviction touched within the guard's lifetime (their
+// generation key is absent), and only while the load is recent enough for that to hold
+// (fillable), so a session revoked while warming is never written back. It returns how
+// many sessions it cached.
 func (c *Cache) Warm(ctx context.Context, load func(context.Context) ([]pgsession.Session, error)) (int, error) {
 	if c.redis == nil {
 		return 0, nil
 	}
-	epoch, err := c.redis.epoch()
-	if err != nil {
-		return 0, err
-	}
+	started := time.Now()
 	sessions, err := load(ctx)
 	if err != nil {
 		return 0, err
@@ -32,8 +31,8 @@ func (c *Cache) Warm(ctx context.Context, load func(context.Context) ([]pgsessio
 	now := c.opts.Now()
 	ttl := func(s pgsession.Session) time.Duration { return min(c.opts.SessionTTL, s.ExpiresAt.Sub(now)) }
 	n := 0
-	for i := 0; i < len(sessions) && ctx.Err() == nil; i += warmBatch {
-		k, err := c.redis.fillMany(sessions[i:min(i+warmBatch, len(sessions))], ttl, epoch)
+	for i := 0; i < len(sessions) && ctx.Err() == nil && c.fillable(started); i += warmBatch {
+		k, err := c.redis.fillMany(sessions[i:min(i+warmBatch, len(sessions))], ttl)
 		n += k
 		if err != nil {
 			return n, err
@@ -42,16 +41,10 @@ func (c *Cache) Warm(ctx context.Context, load func(context.Context) ([]pgsessio
 	return n, nil
 }
 
-// warmAtStart runs Options.WarmFrom once, after the change feed's first resync when
-// Options.AwaitResync is set, and logs how it went.
+// warmAtStart runs Options.WarmFrom once and logs how it went. It need not wait for the
+// change feed's first resync: a resync eviction either runs after a warmed write and
+// deletes it, or before, and leaves the generation that stops the write.
 func (c *Cache) warmAtStart(ctx context.Context) {
-	if c.opts.AwaitResync {
-		select {
-		case <-c.resynced:
-		case <-ctx.Done():
-			return
-		}
-	}
 	n, err := c.Warm(ctx, c.opts.WarmFrom)
 	if err != nil {
 		c.log.Warn("cache warming incomplete", zap.Int("sessions", n), zap.Error(err))

@@ -26,14 +26,14 @@ func TestWarmLoadsOnlyActiveSessions(t *testing.T) {
 		t.Fatalf("warmed %d, %v; want 1", n, err)
 	}
 	for hash, want := range map[string]int64{active: 1, expired: 0, revoked: 0, idle: 0} {
-		if got, err := f.rdb.Exists(ctx, f.prefix+hash).Result(); err != nil || got != want {
+		if got, err := f.rdb.Exists(ctx, sessionKey(f.prefix, hash)).Result(); err != nil || got != want {
 			t.Errorf("key of %s: exists = %d, %v; want %d", hash[:8], got, err, want)
 		}
 	}
-	if ttl, _ := f.rdb.PTTL(ctx, f.prefix+active).Result(); ttl <= 0 || ttl > 5*time.Minute {
+	if ttl, _ := f.rdb.PTTL(ctx, sessionKey(f.prefix, active)).Result(); ttl <= 0 || ttl > 5*time.Minute {
 		t.Errorf("warmed TTL = %v", ttl)
 	}
-	if m, _ := f.rdb.SIsMember(ctx, f.prefix+"user:"+user, active).Result(); !m {
+	if m, _ := f.rdb.SIsMember(ctx, userKey(f.prefix, user), active).Result(); !m {
 		t.Error("warmed session missing from the user index")
 	}
 	// Warming reads through Active in one query, not one Lookup per session.

@@ -22,10 +22,15 @@ import (
 type Options struct {
 	// Redis is the client to check; nil skips every Redis scenario with RedisSkip as the
 	// reason.
-	Redis     *redis.Client
+	Redis     redis.UniversalClient
 	RedisSkip string
-	// Prefix is SESSION_KEY_PREFIX. The check writes only under Prefix+"check:<random>:"
-	// and deletes all of it before it returns.
+	// RedisName says which Redis this is in messages: its mode and address, no password.
+	RedisName string
+	// PoolSize is REDIS_POOL_SIZE, the most connections the pool may hold per node.
+	PoolSize int
+	// Prefix is SESSION_KEY_PREFIX. The check writes only under Prefix+"check:{<random>}:"
+	// (one hash tag: one cluster slot, so multi-key commands work in Cluster mode) and
+	// deletes all of it before it returns.
 	Prefix string
 	// BreakerFailures is the production breaker's threshold, exercised on a private breaker.
 	BreakerFailures uint32
@@ -70,7 +75,7 @@ func Run(ctx context.Context, o Options, w io.Writer) Report {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	c := &checker{o: o, w: w, ns: o.Prefix + "check:" + randomHex(6) + ":", keys: map[string]bool{}}
+	c := &checker{o: o, w: w, ns: o.Prefix + "check:{" + randomHex(6) + "}:", keys: map[string]bool{}}
 	c.checkRedis(ctx)
 	c.checkPostgres(ctx)
 	r := c.report

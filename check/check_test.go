@@ -60,7 +60,7 @@ func keysUnder(tb testing.TB, rdb *redis.Client, prefix string) []string {
 func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
 	f := newFixture(t)
 	r, verdicts, names, summary := runCheck(t, check.Options{
-		Redis: f.rdb, Prefix: f.prefix, BreakerFailures: 3, Postgres: f.store,
+		Redis: f.rdb, Prefix: f.prefix, BreakerFailures: 3, Postgres: f.store, PoolSize: 10,
 	})
 
 	if strings.Join(names, " ") != strings.Join(checkScenarios, " ") {
@@ -119,7 +119,8 @@ func TestCheckWithoutRedisSkipsRedisAndChecksPostgres(t *testing.T) {
 }
 
 func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
-	deadRedis := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), DialTimeout: time.Second})
+	deadAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	deadRedis := redis.NewClient(&redis.Options{Addr: deadAddr, DialTimeout: time.Second})
 	t.Cleanup(func() { deadRedis.Close() })
 	store, err := pgsession.Open(context.Background(), pgsession.Options{
 		URL: "postgres://postgres@127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) + "/x?sslmode=disable", QueryTimeout: time.Second,
@@ -130,7 +131,7 @@ func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
 	t.Cleanup(store.Close)
 
 	start := time.Now()
-	r, verdicts, _, _ := runCheck(t, check.Options{Redis: deadRedis, Prefix: "x:", BreakerFailures: 5, Postgres: store})
+	r, verdicts, _, _ := runCheck(t, check.Options{Redis: deadRedis, RedisName: deadAddr, Prefix: "x:", BreakerFailures: 5, Postgres: store})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("check took %v against closed ports", d)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/authsidecar/authsidecar/internal/breaker"
@@ -210,10 +211,13 @@ func (c *checker) dbsize(ctx context.Context) (string, error) {
 }
 
 func (c *checker) pool(context.Context) (string, error) {
-	s, size := c.o.Redis.PoolStats(), c.o.Redis.Options().PoolSize
-	detail := fmt.Sprintf("size %d, total %d, idle %d, hits %d, misses %d, timeouts %d",
-		size, s.TotalConns, s.IdleConns, s.Hits, s.Misses, s.Timeouts)
-	if s.TotalConns < 1 || int(s.TotalConns) > size {
+	s, size := c.o.Redis.PoolStats(), c.o.PoolSize
+	if _, ok := c.o.Redis.(*redis.ClusterClient); ok {
+		size = 0 // a pool per node: the total has no fixed bound
+	}
+	detail := fmt.Sprintf("size %d per node, total %d, idle %d, hits %d, misses %d, timeouts %d",
+		c.o.PoolSize, s.TotalConns, s.IdleConns, s.Hits, s.Misses, s.Timeouts)
+	if s.TotalConns < 1 || (size > 0 && int(s.TotalConns) > size) {
 		return "", fmt.Errorf("pool holds %d connections, want 1..%d (%s)", s.TotalConns, size, detail)
 	}
 	return detail, nil
@@ -282,7 +286,7 @@ func errOr(err, mismatch error) error {
 func (c *checker) ping(ctx context.Context) (string, error) {
 	start := time.Now()
 	if err := c.o.Redis.Ping(ctx).Err(); err != nil {
-		return "", fmt.Errorf("cannot reach redis at %s: %w", c.o.Redis.Options().Addr, err)
+		return "", fmt.Errorf("cannot reach redis at %s: %w", c.o.RedisName, err)
 	}
 	return "PONG in " + ms(time.Since(start)), nil
 }
@@ -352,14 +356,26 @@ func (c *checker) cleanup(ctx context.Context) (string, error) {
 	return fmt.Sprintf("deleted %d keys under %s*, none remain", len(keys), c.ns), nil
 }
 
-// scan returns every key under the check's namespace.
+// scan returns every key under the check's namespace, from every master of a cluster.
 func (c *checker) scan(ctx context.Context) (map[string]bool, error) {
 	found := map[string]bool{}
-	iter := c.o.Redis.Scan(ctx, 0, c.ns+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		found[iter.Val()] = true
+	var mu sync.Mutex
+	scanNode := func(ctx context.Context, node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, c.ns+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			found[iter.Val()] = true
+			mu.Unlock()
+		}
+		return iter.Err()
 	}
-	if err := iter.Err(); err != nil {
+	var err error
+	if cl, ok := c.o.Redis.(*redis.ClusterClient); ok {
+		err = cl.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return scanNode(ctx, m) })
+	} else {
+		err = scanNode(ctx, c.o.Redis)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("scan %s*: %w", c.ns, err)
 	}
 	return found, nil

@@ -7,6 +7,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -38,7 +39,8 @@ type Stats interface {
 
 // Options configures a Reporter.
 type Options struct {
-	Redis      *redis.Client // nil: Redis is disabled and the status is "disabled"
+	Redis      redis.UniversalClient // nil: Redis is disabled and the status is "disabled"
+	Mode       string                // "single", "sentinel" or "cluster", shown as redis.mode
 	Cache      Stats
 	Prefix     string        // SESSION_KEY_PREFIX: the probe writes Prefix+"healthcheck"
 	SessionTTL time.Duration // shown as sessionCache.metrics.ttl
@@ -73,6 +75,7 @@ type Document struct {
 
 // RedisHealth describes the Redis server, from INFO and DBSIZE.
 type RedisHealth struct {
+	Mode       string `json:"mode"` // single, sentinel, cluster; disabled without Redis
 	Connected  bool   `json:"connected"`
 	Version    string `json:"version"`
 	Uptime     int64  `json:"uptime"`
@@ -122,6 +125,7 @@ type probe struct {
 	redis       RedisHealth
 	performance Performance
 	pingOK      bool
+	partial     bool // some masters of a cluster did not answer, or its state is not ok
 	errors      []string
 }
 
@@ -149,12 +153,14 @@ func (r *Reporter) Document(ctx context.Context) Document {
 	if total > 0 {
 		h.SessionCache.Metrics.HitRate = math.Round(float64(st.Hits)*1000/float64(total)) / 10
 	}
+	h.Redis.Mode = StatusDisabled
 	if r.o.Redis == nil {
 		h.SessionCache.Breaker = StatusDisabled
 		return h
 	}
 	p := r.probe(ctx, now)
 	h.Redis, h.Performance = p.redis, p.performance
+	h.Redis.Mode = r.o.Mode
 	h.Errors = append(h.Errors, p.errors...)
 	s := r.o.Redis.PoolStats()
 	h.SessionCache.Pool = Pool{Size: s.TotalConns, Available: s.IdleConns, Pending: s.PendingRequests}
@@ -163,6 +169,8 @@ func (r *Reporter) Document(ctx context.Context) Document {
 	switch {
 	case !p.pingOK:
 		h.Status = StatusUnhealthy
+	case p.partial:
+		h.Status = StatusDegraded
 	case h.SessionCache.Breaker != "closed":
 		h.Status = StatusDegraded
 		h.Errors = append(h.Errors, "redis circuit breaker is "+h.SessionCache.Breaker)
@@ -209,7 +217,7 @@ func (r *Reporter) runProbe(ctx context.Context) probe {
 		return math.Round(float64(time.Since(start).Microseconds())/10) / 100, err
 	}
 	var err error
-	if p.performance.Ping, err = timed(func() error { return rdb.Ping(ctx).Err() }); err != nil {
+	if p.performance.Ping, err = timed(func() error { return r.ping(ctx, &p) }); err != nil {
 		p.errors = append(p.errors, "redis ping failed: "+shortError(err))
 		return p
 	}
@@ -233,6 +241,45 @@ func (r *Reporter) runProbe(ctx context.Context) probe {
 		p.errors = append(p.errors, "redis dbsize failed: "+shortError(err))
 	}
 	return p
+}
+
+// ping pings Redis. On a cluster it pings every master and replica, and reads the
+// cluster's state: a master that does not answer, or a state that is not ok, makes the
+// probe partial (degraded), a replica that does not answer is only reported, and the ping
+// fails only when no master answers.
+func (r *Reporter) ping(ctx context.Context, p *probe) error {
+	cl, ok := r.o.Redis.(*redis.ClusterClient)
+	if !ok {
+		return r.o.Redis.Ping(ctx).Err()
+	}
+	var mu sync.Mutex
+	answered := 0
+	each := func(role string) func(context.Context, *redis.Client) error {
+		return func(ctx context.Context, node *redis.Client) error {
+			err := node.Ping(ctx).Err()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && role == "master":
+				answered++
+			case err != nil:
+				p.errors = append(p.errors, "redis "+role+" "+node.Options().Addr+" ping failed: "+shortError(err))
+				p.partial = p.partial || role == "master"
+			}
+			return nil
+		}
+	}
+	if err := cl.ForEachMaster(ctx, each("master")); err != nil {
+		return err
+	}
+	_ = cl.ForEachSlave(ctx, each("replica")) // reported through p.errors
+	if answered == 0 {
+		return errors.New("no cluster master answered")
+	}
+	if state := cl.ClusterInfo(ctx).Val(); !strings.Contains(state, "cluster_state:ok") {
+		p.errors, p.partial = append(p.errors, "redis cluster state is not ok"), true
+	}
+	return nil
 }
 
 // shortError keeps the first line of err, short. go-redis errors never carry the URL's

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/health"
 	"github.com/authsidecar/authsidecar/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
 
 // specHealth mirrors the SPEC's health document field for field.
@@ -22,6 +24,7 @@ type specHealth struct {
 	Status    string `json:"status"`
 	Timestamp string `json:"timestamp"`
 	Redis     struct {
+		Mode       string `json:"mode"`
 		Connected  bool   `json:"connected"`
 		Version    string `json:"version"`
 		Uptime     int64  `json:"uptime"`
@@ -58,7 +61,7 @@ type specHealth struct {
 // specKeys is every key of the SPEC's document, as "object.key" paths.
 var specKeys = []string{
 	"errors", "performance", "performance.get", "performance.ping", "performance.set",
-	"redis", "redis.connected", "redis.totalKeys", "redis.uptime", "redis.usedMemory", "redis.version",
+	"redis", "redis.connected", "redis.mode", "redis.totalKeys", "redis.uptime", "redis.usedMemory", "redis.version",
 	"sessionCache", "sessionCache.breaker", "sessionCache.enabled", "sessionCache.healthy",
 	"sessionCache.metrics", "sessionCache.metrics.errors", "sessionCache.metrics.hitRate",
 	"sessionCache.metrics.hits", "sessionCache.metrics.invalidations", "sessionCache.metrics.misses",
@@ -97,7 +100,7 @@ func TestHealthDocumentAssertsEveryField(t *testing.T) {
 		t.Errorf("status %d %q at %q", code, doc.Status, doc.Timestamp)
 	}
 	// Keys: the session, the user's index, the negative entry and the probe's own key.
-	if r := doc.Redis; !r.Connected || r.Version != info["redis_version"] || r.Uptime < uptime-1 || r.Uptime > uptime ||
+	if r := doc.Redis; r.Mode != "single" || !r.Connected || r.Version != info["redis_version"] || r.Uptime < uptime-1 || r.Uptime > uptime ||
 		!humanBytes.MatchString(r.UsedMemory) || r.TotalKeys != 4 {
 		t.Errorf("redis = %+v, want connected, version %s, uptime %d, human memory, 4 keys", r, info["redis_version"], uptime)
 	}
@@ -197,7 +200,7 @@ func TestHealthDisabledWithoutRedis(t *testing.T) {
 	code, doc := s.get(t)
 	var want specHealth
 	want.Status, want.Timestamp, want.Errors = "disabled", s.clock.Now().UTC().Format(time.RFC3339), []string{}
-	want.SessionCache.Breaker = "disabled"
+	want.SessionCache.Breaker, want.Redis.Mode = "disabled", "disabled"
 	want.SessionCache.Metrics.Misses, want.SessionCache.Metrics.Total, want.SessionCache.Metrics.TTL = 2, 2, 300
 	if code != http.StatusOK || !jsonEqual(t, doc, want) {
 		t.Fatalf("HTTP %d %+v\nwant 200 %+v", code, doc, want)
@@ -273,4 +276,38 @@ func TestHealthConcurrentPollingProbesAtMostOncePerSecond(t *testing.T) {
 	if total < 100 {
 		t.Fatalf("only %d polls in 2.2s; the test did not poll hard", total)
 	}
+}
+
+func TestHealthOnAClusterReportsTheNodeThatFailsAndRecovers(t *testing.T) {
+	cluster := testenv.StartRedisCluster(t)
+	rdb := cluster.Client(t, func(o *redis.ClusterOptions) {
+		o.MaxRetries, o.ContextTimeoutEnabled, o.DialTimeout = -1, true, 200*time.Millisecond
+	})
+	db := testenv.NewDB(t)
+	cache := authcache.New(db.OpenStore(t), authcache.Options{Redis: rdb, Prefix: "health:", SessionTTL: time.Minute,
+		OpTimeout: 300 * time.Millisecond, LookupTimeout: time.Second, BreakerFailures: 5, BreakerOpenFor: time.Second})
+	rep := health.New(health.Options{Redis: rdb, Mode: "cluster", Cache: cache, Prefix: "health:", OpTimeout: 300 * time.Millisecond})
+	doc := rep.Document(context.Background())
+	if doc.Status != "healthy" || doc.Redis.Mode != "cluster" || len(doc.Errors) != 0 || doc.Redis.TotalKeys < 1 {
+		t.Fatalf("cluster document: %+v, want healthy, mode cluster, no errors, the probe's key counted", doc)
+	}
+
+	victim := cluster.MasterOf("health:healthcheck")
+	victim.Kill()
+	time.Sleep(time.Second) // past the probe's cache
+	doc = rep.Document(context.Background())
+	if doc.Status == "healthy" || !strings.Contains(strings.Join(doc.Errors, "; "), victim.Addr()) {
+		t.Fatalf("with master %s killed: status %q, errors %q; want not healthy, naming the node",
+			victim.Addr(), doc.Status, doc.Errors)
+	}
+	// The replica is promoted within a few node timeouts; the document follows on its own.
+	start := time.Now()
+	for doc.Status != "healthy" {
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("not healthy again within 15s of the failover: %+v", doc)
+		}
+		time.Sleep(200 * time.Millisecond)
+		doc = rep.Document(context.Background())
+	}
+	t.Logf("healthy again %v after the kill; errors %q", time.Since(start).Round(100*time.Millisecond), doc.Errors)
 }

@@ -62,7 +62,7 @@ func newHealthStack(tb testing.TB, variant int) *healthStack {
 	}
 	s.cache = authcache.New(store, o)
 	reporter := health.New(health.Options{
-		Redis: o.Redis, Cache: s.cache, Prefix: o.Prefix, SessionTTL: o.SessionTTL, OpTimeout: o.OpTimeout, Now: o.Now,
+		Redis: o.Redis, Mode: "single", Cache: s.cache, Prefix: o.Prefix, SessionTTL: o.SessionTTL, OpTimeout: o.OpTimeout, Now: o.Now,
 	})
 	srv := httptest.NewServer(proxy.New(proxy.Options{
 		Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, Auth: s.cache, Health: reporter,

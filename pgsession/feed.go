@@ -5,20 +5,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 )
 
-// ListenApplicationName is the application_name of the LISTEN connection unless the DSN
-// sets one, so operators (and tests) can find it in pg_stat_activity.
+// ListenApplicationName is the application_name of the change feed's connection unless the
+// DSN sets one, so operators (and tests) can find it in pg_stat_activity.
 const ListenApplicationName = "authsidecar-listen"
 
 // Event is the payload the shipped trigger sends: exactly one field is set.
 type Event struct {
 	TokenHash string `json:"tokenHash,omitempty"`
 	UserID    string `json:"userId,omitempty"`
+}
+
+// ParseEvent reads a notification payload; a payload that names neither a token hash nor
+// a user is an error.
+func ParseEvent(payload string) (Event, error) {
+	var ev Event
+	if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+		return Event{}, err
+	}
+	if ev.TokenHash == "" && ev.UserID == "" {
+		return Event{}, errors.New("neither tokenHash nor userId set")
+	}
+	return ev, nil
 }
 
 // Sink is what the change feed delivers to: the cache that must forget what changed.
@@ -35,17 +50,51 @@ type Sink interface {
 	Resynced(hashes []string)
 }
 
+// FeedRole is what this replica's change feed is doing.
+type FeedRole string
+
+// The roles. Solo and Holder listen; Standby waits, on one connection, to become Holder;
+// Idle holds no connection.
+const (
+	FeedOff          FeedRole = "off"          // Listen is not running
+	FeedDisconnected FeedRole = "disconnected" // connecting, or backing off after a failure
+	FeedSolo         FeedRole = "solo"         // listening for this replica alone
+	FeedHolder       FeedRole = "holder"       // listening and relaying for every replica
+	FeedStandby      FeedRole = "standby"      // next in line: takes over when the holder dies
+	FeedIdle         FeedRole = "idle"         // another replica holds the feed
+)
+
+// Listening reports whether the role receives notifications itself.
+func (r FeedRole) Listening() bool { return r == FeedSolo || r == FeedHolder }
+
 // FeedOptions configures Listen.
 type FeedOptions struct {
 	// Channel is the channel the shipped trigger notifies (DB_NOTIFY_CHANNEL).
 	Channel string
 	// FirstSyncWindow is the longest a cached session can outlive its revocation: the TTL
-	// of the shared (Redis) cache. Nobody may have been listening before this process
-	// started, so when it is positive the first connect resyncs the sessions revoked or
-	// expired within that window (plus a minute of slack). Zero skips the first resync.
+	// of the shared (Redis) cache. Nobody may have been listening before this feed started,
+	// or while the previous holder was dying, so the first connect, and every takeover of
+	// the feed, resyncs the sessions revoked or expired within that window (plus a minute
+	// of slack). Zero skips those resyncs.
 	FirstSyncWindow time.Duration
-	// OnState, if set, reports the connection state as it changes.
-	OnState func(connected bool)
+	// Shared, if set, reports whether what this replica's sink evicts reaches every other
+	// replica (the cache's pub/sub is up), and a channel closed when that changes. While
+	// it does, the replicas elect one holder of the feed with a Postgres advisory lock: the
+	// holder listens and its sink relays each event once; one standby waits on the lock;
+	// the others hold no connection. While it does not (or Shared is nil), this replica
+	// listens itself.
+	Shared func() (up bool, changed <-chan struct{})
+	// Group names the replicas that share one relay (the same Redis and key prefix); the
+	// lock is per Group and Channel, so two fleets on one database never share a holder.
+	Group string
+	// Wake, when it receives, sends an idle replica to try for the standby slot now rather
+	// than at its next periodic try.
+	Wake <-chan struct{}
+	// StandbyFreed, if set, is called when this replica leaves the standby slot (it took
+	// over, or stopped), so that the idle ones can be woken to take the slot.
+	StandbyFreed func()
+	// OnState, if set, reports the role as it changes.
+	OnState func(FeedRole)
 }
 
 const (
@@ -54,53 +103,154 @@ const (
 	backoffInitial = 100 * time.Millisecond
 	backoffMax     = 5 * time.Second
 	connectTimeout = 5 * time.Second
+	// idleRetry is how often an idle replica tries for the standby slot without being
+	// woken, jittered by up to half, so a fleet does not knock at once.
+	idleRetry = 30 * time.Second
 )
 
-// Listen LISTENs on o.Channel over a dedicated connection and delivers notifications to
-// sink until ctx is cancelled, when it returns nil. Connection failures are logged and
-// retried with capped exponential backoff; they are never returned.
+// deadPeer makes the server notice a vanished feed connection (its host gone, not just its
+// process, which closes the socket) within about two seconds, so the standby's wait for
+// the lock ends promptly. Any role may set these.
+var deadPeer = map[string]string{
+	"tcp_keepalives_idle": "1", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "1",
+	"tcp_user_timeout": "2000",
+}
+
+// FeedRole reports what the running Listen is doing.
+func (s *Store) FeedRole() FeedRole { return s.role.Load().(FeedRole) }
+
+// Listen runs the change feed until ctx is cancelled, when it returns nil: it LISTENs on
+// o.Channel over a dedicated connection to the primary and delivers notifications to sink,
+// alone or as the elected holder (see FeedOptions.Shared). Connection failures are logged
+// and retried with capped exponential backoff; they are never returned.
 func (s *Store) Listen(ctx context.Context, o FeedOptions, sink Sink) error {
 	if o.Channel == "" {
 		return errors.New("listen: empty channel")
 	}
-	l := &listener{store: s, channel: o.Channel, o: o, sink: sink, log: s.log.With(zap.String("channel", o.Channel))}
+	l := &listener{store: s, o: o, sink: sink, log: s.log.With(zap.String("channel", o.Channel))}
+	l.feedLock, l.standbyLock = lockKeys(o.Channel, o.Group)
+	defer l.setRole(FeedOff)
+	for ctx.Err() == nil {
+		shared, changed := false, (<-chan struct{})(nil)
+		if o.Shared != nil {
+			shared, changed = o.Shared()
+		}
+		mode, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-mode.Done():
+			}
+		}()
+		if shared {
+			l.runElected(mode)
+			// The relay failed: events relayed since may be lost to this replica. Resync
+			// from now when listening alone (see resyncSince).
+			l.lastGood, l.everConnected = time.Now(), true
+		} else {
+			l.runSolo(mode)
+		}
+		cancel()
+	}
+	return nil
+}
+
+// lockKeys derives the advisory lock keys of the holder and the standby slot.
+func lockKeys(channel, group string) (feed, standby int64) {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("authsidecar feed\x00" + channel + "\x00" + group))
+	feed = int64(h.Sum64())
+	_, _ = h.Write([]byte("\x00standby"))
+	return feed, int64(h.Sum64())
+}
+
+// listener holds the state that survives reconnects.
+type listener struct {
+	store       *Store
+	o           FeedOptions
+	sink        Sink
+	log         *zap.Logger
+	feedLock    int64
+	standbyLock int64
+
+	everConnected bool      // whether lastGood is set; until then only FirstSyncWindow applies
+	lastGood      time.Time // time up to which this replica missed no notification
+}
+
+// runSolo listens for this replica until ctx ends, reconnecting with backoff.
+func (l *listener) runSolo(ctx context.Context) {
 	backoff := backoffInitial
 	for {
-		connected, err := l.session(ctx)
+		l.setRole(FeedDisconnected)
+		connected, err := l.session(ctx, false)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		if connected {
 			backoff = backoffInitial
 		}
-		l.log.Warn("notification listener disconnected; retrying",
-			zap.Error(err), zap.Duration("backoff", backoff))
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil
-		case <-timer.C:
+		l.log.Warn("notification listener disconnected; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		if !sleep(ctx, backoff, nil) {
+			return
 		}
 		backoff = min(2*backoff, backoffMax)
 	}
 }
 
-// listener holds the state that survives reconnects.
-type listener struct {
-	store   *Store
-	channel string
-	o       FeedOptions
-	sink    Sink
-	log     *zap.Logger
-
-	everConnected bool      // whether lastGood is set; until then only FirstSyncWindow applies
-	lastGood      time.Time // database time up to which no notification can have been missed
+// runElected competes for the feed until ctx ends: it holds it, waits as the standby, or
+// stays idle until woken or its periodic try.
+func (l *listener) runElected(ctx context.Context) {
+	backoff := backoffInitial
+	for {
+		l.setRole(FeedDisconnected)
+		connected, err := l.session(ctx, true)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errIdle):
+			l.setRole(FeedIdle)
+			backoff = backoffInitial
+			jitter := time.Duration(rand.Int64N(int64(idleRetry / 2)))
+			if !sleep(ctx, idleRetry/2+jitter, l.o.Wake) {
+				return
+			}
+			// Woken: a slot is free. Spread the fleet's tries over half a second.
+			if !sleep(ctx, time.Duration(rand.Int64N(int64(500*time.Millisecond))), nil) {
+				return
+			}
+			continue
+		case connected:
+			backoff = backoffInitial
+		}
+		l.log.Warn("change feed connection lost; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		if !sleep(ctx, backoff, nil) {
+			return
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
 }
 
-// session runs one connection's lifetime. It reports whether the connection got as far
-// as listening, and why it ended.
-func (l *listener) session(ctx context.Context) (connected bool, err error) {
+// sleep waits d, or until wake receives; it reports false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
+
+// errIdle ends an elected session that found both the feed and the standby slot taken.
+var errIdle = errors.New("another replica holds the feed and one waits for it")
+
+// session runs one connection's lifetime. Elected, it first takes the feed's lock, waiting
+// for it as the standby if that slot is free, and gives up (errIdle) if neither is. It
+// reports whether the connection got as far as listening, and why it ended.
+func (l *listener) session(ctx context.Context, elected bool) (listening bool, err error) {
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return false, err
@@ -108,13 +258,20 @@ func (l *listener) session(ctx context.Context) (connected bool, err error) {
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_ = conn.Close(closeCtx) // the connection is being discarded either way
-		if connected {
-			l.setState(false)
-		}
+		_ = conn.Close(closeCtx) // the connection, and the locks it holds, are discarded
 	}()
-
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+	resyncFrom := l.resyncSince
+	role := FeedSolo
+	if elected {
+		if err := l.takeFeed(ctx, conn); err != nil {
+			return false, err
+		}
+		// Whoever held the feed before may have died with events unsent: resync the
+		// whole window, as a fresh process does.
+		resyncFrom = l.firstSync
+		role = FeedHolder
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.o.Channel}.Sanitize()); err != nil {
 		return false, fmt.Errorf("listen: %w", err)
 	}
 	// Read the clock only once LISTEN is active: from here on nothing is missed.
@@ -122,47 +279,92 @@ func (l *listener) session(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if since, ok := l.resyncSince(now); ok {
+	if since, ok := resyncFrom(now); ok {
 		hashes, err := l.resync(ctx, conn, since)
 		if err != nil {
 			return false, err // lastGood unchanged: the next connect retries the resync
 		}
 		l.sink.Resynced(hashes)
-		msg := "notification listener reconnected"
-		if !l.everConnected {
-			msg = "notification listener connected"
-		}
-		l.log.Info(msg, zap.Int("resynced", len(hashes)))
+		l.log.Info("change feed listening", zap.String("role", string(role)), zap.Int("resynced", len(hashes)))
 	}
 	l.everConnected = true
 	l.lastGood = now
-	l.setState(true)
+	l.setRole(role)
 	return true, l.wait(ctx, conn)
 }
 
 func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(connectTimeout, l.store.timeout))
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, l.store.connCfg)
+	cfg := l.store.connCfg.Copy()
+	for k, v := range deadPeer {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return conn, nil
 }
 
-// resyncSince returns the database time from which notifications may have been missed,
-// given the database time now, and false when no resync is needed.
+// takeFeed takes the feed's lock on conn: at once if it is free; otherwise, as the
+// standby, by waiting for it if the standby slot is free; otherwise errIdle.
+func (l *listener) takeFeed(ctx context.Context, conn *pgx.Conn) error {
+	if ok, err := l.tryLock(ctx, conn, l.feedLock); err != nil || ok {
+		return err
+	}
+	ok, err := l.tryLock(ctx, conn, l.standbyLock)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errIdle
+	}
+	l.setRole(FeedStandby)
+	defer l.freeStandby()
+	// Blocks until the holder's session ends; cancelling ctx cancels the wait.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", l.feedLock); err != nil {
+		return fmt.Errorf("wait for the feed: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", l.standbyLock); err != nil {
+		return fmt.Errorf("leave the standby slot: %w", err)
+	}
+	l.log.Info("change feed taken over")
+	return nil
+}
+
+func (l *listener) freeStandby() {
+	if l.o.StandbyFreed != nil {
+		l.o.StandbyFreed()
+	}
+}
+
+func (l *listener) tryLock(ctx context.Context, conn *pgx.Conn, key int64) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.store.timeout)
+	defer cancel()
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil {
+		return false, fmt.Errorf("try the feed lock: %w", err)
+	}
+	return ok, nil
+}
+
+// resyncSince returns the time from which notifications may have been missed, given the
+// database time now, and false when no resync is needed.
 func (l *listener) resyncSince(now time.Time) (time.Time, bool) {
-	switch {
-	case l.everConnected:
+	if l.everConnected {
 		return l.lastGood.Add(-resyncMargin), true
-	case l.o.FirstSyncWindow > 0:
-		// Revocations from before this process may never have been heard. A copy cached
-		// before a revocation lives at most the window, so older ones need no eviction.
-		return now.Add(-l.o.FirstSyncWindow - resyncMargin), true
-	default:
+	}
+	return l.firstSync(now)
+}
+
+// firstSync is the resync of a feed that cannot know what it missed. A copy cached before
+// a revocation lives at most the window, so older revocations need no eviction.
+func (l *listener) firstSync(now time.Time) (time.Time, bool) {
+	if l.o.FirstSyncWindow <= 0 {
 		return time.Time{}, false
 	}
+	return now.Add(-l.o.FirstSyncWindow - resyncMargin), true
 }
 
 func (l *listener) resync(ctx context.Context, conn *pgx.Conn, since time.Time) ([]string, error) {
@@ -209,11 +411,7 @@ func (l *listener) dbNow(ctx context.Context, conn *pgx.Conn) (time.Time, error)
 }
 
 func (l *listener) deliver(payload string) {
-	var ev Event
-	err := json.Unmarshal([]byte(payload), &ev)
-	if err == nil && ev.TokenHash == "" && ev.UserID == "" {
-		err = errors.New("neither tokenHash nor userId set")
-	}
+	ev, err := ParseEvent(payload)
 	if err != nil {
 		// The payload may hold a token hash: log its size, never its content.
 		l.log.Warn("skipping malformed notification", zap.Error(err), zap.Int("bytes", len(payload)))
@@ -222,8 +420,11 @@ func (l *listener) deliver(payload string) {
 	l.sink.Changed(ev)
 }
 
-func (l *listener) setState(connected bool) {
+func (l *listener) setRole(r FeedRole) {
+	if l.store.role.Swap(r) == r {
+		return
+	}
 	if l.o.OnState != nil {
-		l.o.OnState(connected)
+		l.o.OnState(r)
 	}
 }

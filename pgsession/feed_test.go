@@ -42,7 +42,7 @@ func listenWithFirstSync(t *testing.T, store *pgsession.Store, channel string, w
 		done <- store.Listen(ctx, pgsession.FeedOptions{
 			Channel:         channel,
 			FirstSyncWindow: window,
-			OnState:         func(c bool) { r.states <- c },
+			OnState:         r.onRole(),
 		}, r)
 	}()
 	t.Cleanup(func() {
@@ -53,6 +53,22 @@ func listenWithFirstSync(t *testing.T, store *pgsession.Store, channel string, w
 	})
 	r.wantState(t, true, 5*time.Second)
 	return r
+}
+
+// onRole turns roles into the connection states the tests wait for: true when listening,
+// false when a connection that listened is lost.
+func (r *recorder) onRole() func(pgsession.FeedRole) {
+	listening := false
+	return func(role pgsession.FeedRole) {
+		switch {
+		case role.Listening():
+			listening = true
+			r.states <- true
+		case listening && role == pgsession.FeedDisconnected:
+			listening = false
+			r.states <- false
+		}
+	}
 }
 
 func (r *recorder) Changed(e pgsession.Event) { r.events <- e }
@@ -261,7 +277,7 @@ func TestListenerResyncsOnFirstConnectWithinWindow(t *testing.T) {
 
 	r := listenWithFirstSync(t, open(t, db.URL, time.Second), db.Channel, 5*time.Minute)
 
-	got := r.wantResync(t, time.Second) // OnResync runs before OnState(true)
+	got := r.wantResync(t, time.Second) // Resynced runs before the role becomes listening
 	slices.Sort(got)
 	want := []string{recent, atWindowEdge, inSlack, expired}
 	slices.Sort(want)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,8 +43,12 @@ type Session struct {
 
 // Options configures a Store. Zero values take the documented defaults.
 type Options struct {
-	URL          string        // pgx DSN
-	MaxConns     int32         // pool size; default 10
+	// URL is where lookups go: the primary, a read replica or a transaction-mode pooler.
+	URL string
+	// PrimaryURL is the primary: the change feed and every query that decides a
+	// revocation. "" means URL.
+	PrimaryURL   string
+	MaxConns     int32         // size of each pool; default 10
 	QueryTimeout time.Duration // deadline of one query; default 2s
 	Logger       *zap.Logger   // default zap.NewNop()
 }
@@ -53,22 +58,24 @@ const (
 	defaultQueryTimeout = 2 * time.Second
 )
 
-// Store reads sessions through a pgxpool.
+// Store reads sessions through a pgxpool, and through a second one on the primary when
+// lookups go to a replica.
 type Store struct {
-	pool    *pgxpool.Pool
-	connCfg *pgx.ConnConfig // for the dedicated LISTEN connection; no tracer
+	pool    *pgxpool.Pool // lookups
+	primary *pgxpool.Pool // the primary; pool itself when URL is the primary
+	connCfg *pgx.ConnConfig // the primary, for the dedicated feed connection; no tracer
 	timeout time.Duration
 	log     *zap.Logger
+	role    atomic.Value // FeedRole of the running Listen
 }
 
-// Open builds the pool. It does not connect: connections are made on first use, so a
+// primaryIdleTime closes idle primary connections of a Store that reads a replica: they
+// serve only recently revoked tokens, so a replica at rest holds none.
+const primaryIdleTime = time.Minute
+
+// Open builds the pools. It does not connect: connections are made on first use, so a
 // sidecar starts while Postgres is down. Only an unparsable DSN is an error.
 func Open(ctx context.Context, o Options) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(o.URL)
-	if err != nil {
-		// pgconn redacts the password in its parse errors.
-		return nil, fmt.Errorf("parse database url: %w", err)
-	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -78,15 +85,43 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = defaultQueryTimeout
 	}
-	log := o.Logger.Named("pgsession")
-
-	listenCfg := cfg.ConnConfig.Copy()
-	if listenCfg.RuntimeParams["application_name"] == "" {
-		listenCfg.RuntimeParams["application_name"] = ListenApplicationName
+	if o.PrimaryURL == "" {
+		o.PrimaryURL = o.URL
 	}
+	log := o.Logger.Named("pgsession")
+	s := &Store{timeout: o.QueryTimeout, log: log}
+	s.role.Store(FeedOff)
+	var err error
+	if s.pool, err = newPool(ctx, o.URL, o.MaxConns, 0, log); err != nil {
+		return nil, err
+	}
+	s.primary = s.pool
+	if o.PrimaryURL != o.URL {
+		if s.primary, err = newPool(ctx, o.PrimaryURL, o.MaxConns, primaryIdleTime, log); err != nil {
+			s.pool.Close()
+			return nil, err
+		}
+	}
+	s.connCfg = s.primary.Config().ConnConfig.Copy()
+	s.connCfg.Tracer = nil
+	if s.connCfg.RuntimeParams["application_name"] == "" {
+		s.connCfg.RuntimeParams["application_name"] = ListenApplicationName
+	}
+	return s, nil
+}
 
+// newPool builds a lazy pool; idle, when positive, closes connections idle that long.
+func newPool(ctx context.Context, url string, maxConns int32, idle time.Duration, log *zap.Logger) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn redacts the password in its parse errors.
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
 	cfg.MinConns = 0 // lazy: never dial at start
-	cfg.MaxConns = o.MaxConns
+	cfg.MaxConns = maxConns
+	if idle > 0 {
+		cfg.MaxConnIdleTime = idle
+	}
 	cfg.ConnConfig.Tracer = &tracelog.TraceLog{
 		Logger:   zapTraceLogger(log.Named("pgx")),
 		LogLevel: tracelog.LogLevelWarn,
@@ -95,11 +130,16 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	return &Store{pool: pool, connCfg: listenCfg, timeout: o.QueryTimeout, log: log}, nil
+	return pool, nil
 }
 
-// Close closes the pool. A running Listen is stopped by cancelling its context.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools. A running Listen is stopped by cancelling its context.
+func (s *Store) Close() {
+	if s.primary != s.pool {
+		s.primary.Close()
+	}
+	s.pool.Close()
+}
 
 // Stat reports the pool's statistics.
 func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
@@ -133,11 +173,27 @@ ORDER BY coalesce(s.last_activity_at, s.created_at) DESC
 LIMIT $2`
 
 // Lookup returns the valid session whose token hashes to tokenHash, or ErrNotFound.
-// Any other error means the store could not decide.
+// Any other error means the store could not decide. It reads URL; when that is a replica,
+// ErrNotFound is confirmed on the primary first, so a session created moments ago on the
+// primary, not yet replayed, is never refused.
 func (s *Store) Lookup(ctx context.Context, tokenHash string) (Session, error) {
+	sess, err := s.lookup(ctx, s.pool, tokenHash)
+	if errors.Is(err, ErrNotFound) && s.primary != s.pool {
+		return s.lookup(ctx, s.primary, tokenHash)
+	}
+	return sess, err
+}
+
+// LookupPrimary is Lookup on the primary, for a token or user that changed moments ago:
+// a replica may not have replayed the change yet.
+func (s *Store) LookupPrimary(ctx context.Context, tokenHash string) (Session, error) {
+	return s.lookup(ctx, s.primary, tokenHash)
+}
+
+func (s *Store) lookup(ctx context.Context, pool *pgxpool.Pool, tokenHash string) (Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	sess, err := scanSession(s.pool.QueryRow(ctx, lookupSQL, tokenHash))
+	sess, err := scanSession(pool.QueryRow(ctx, lookupSQL, tokenHash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, ErrNotFound
 	}
@@ -167,9 +223,10 @@ func (s *Store) Active(ctx context.Context, since time.Time, limit int) ([]Sessi
 }
 
 // RevokedSince returns the hashes of sessions revoked at or after since, and of those
-// whose expiry fell in [since, now]. Deleted sessions cannot be listed: they left no row.
+// whose expiry fell in [since, now], as the primary knows them. Deleted sessions cannot be
+// listed: they left no row.
 func (s *Store) RevokedSince(ctx context.Context, since time.Time) ([]string, error) {
-	return revokedSince(ctx, s.pool, since)
+	return revokedSince(ctx, s.primary, since)
 }
 
 const revokedSinceSQL = `SELECT token_hash FROM platform.user_sessions WHERE revoked_at >= $1

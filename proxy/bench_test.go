@@ -51,6 +51,10 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 // benchSource is Postgres for the benchmark: one valid session for every token.
 type benchSource struct{}
 
+func (b benchSource) LookupPrimary(ctx context.Context, h string) (pgsession.Session, error) {
+	return b.Lookup(ctx, h)
+}
+
 func (benchSource) Lookup(_ context.Context, h string) (pgsession.Session, error) {
 	now := time.Now()
 	return pgsession.Session{

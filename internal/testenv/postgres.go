@@ -32,10 +32,16 @@ type DB struct {
 	Channel string        // notification channel of the installed trigger
 }
 
-// NewDB creates and migrates a database named authsidecar_test_<random>.
+// NewDB creates and migrates a database named authsidecar_test_<random> on the shared test
+// Postgres.
 func NewDB(tb testing.TB) *DB {
 	tb.Helper()
-	admin := DatabaseURL(tb)
+	return NewDBOn(tb, DatabaseURL(tb))
+}
+
+// NewDBOn creates and migrates a database on the server of the admin DSN admin.
+func NewDBOn(tb testing.TB, admin string) *DB {
+	tb.Helper()
 	name := "authsidecar_test_" + randomHex(8)
 	dsn := withPath(tb, admin, name)
 
@@ -86,7 +92,7 @@ func withPath(tb testing.TB, dsn, database string) string {
 	tb.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		tb.Fatalf("%s must be a postgres:// URL", EnvDatabaseURL)
+		tb.Fatalf("the admin DSN (%s) must be a postgres:// URL", EnvDatabaseURL)
 	}
 	u.Path = "/" + database
 	u.RawPath = ""

@@ -90,6 +90,11 @@ func RedisPassword(password string) RedisOption {
 	return func(s *RedisServer) { s.password = password }
 }
 
+// RedisArgs passes more arguments to redis-server, e.g. "--replicaof", host, port.
+func RedisArgs(args ...string) RedisOption {
+	return func(s *RedisServer) { s.args = append(s.args, args...) }
+}
+
 // RedisServer is a private redis-server process on a loopback port, killed at cleanup.
 // Its methods are not safe for concurrent use.
 type RedisServer struct {
@@ -97,6 +102,8 @@ type RedisServer struct {
 	port     int
 	password string
 	dir      string
+	args     []string // more arguments, after the fixture's own
+	conf     string   // a config file to start from (Sentinel mode), "" for none
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -107,12 +114,7 @@ type RedisServer struct {
 // persistence and waits until it answers PING.
 func StartRedis(tb testing.TB, opts ...RedisOption) *RedisServer {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv(EnvCI) != "" {
-			tb.Fatalf("redis-server not found on PATH: %v", err)
-		}
-		tb.Skipf("redis-server not found on PATH: %v", err)
-	}
+	requireBinary(tb, "redis-server")
 	s := &RedisServer{tb: tb, dir: tb.TempDir()}
 	for _, o := range opts {
 		o(s)
@@ -131,6 +133,9 @@ func StartRedis(tb testing.TB, opts ...RedisOption) *RedisServer {
 
 // Addr returns host:port.
 func (s *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Port returns the server's port.
+func (s *RedisServer) Port() int { return s.port }
 
 // Password returns the server's password ("" when none).
 func (s *RedisServer) Password() string { return s.password }
@@ -195,9 +200,14 @@ func (s *RedisServer) start() error {
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--dir", s.dir, "--logfile", "",
 	}
+	if s.conf != "" {
+		args = append([]string{s.conf, "--sentinel"}, args[:4]...) // a Sentinel takes no data options
+		args = append(args, "--dir", s.dir)
+	}
 	if s.password != "" {
 		args = append(args, "--requirepass", s.password)
 	}
+	args = append(args, s.args...)
 	logPath := filepath.Join(s.dir, "redis-"+strconv.Itoa(s.port)+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -277,4 +287,58 @@ func command(conn net.Conn, r *bufio.Reader, want string, args ...string) error 
 		return fmt.Errorf("%s: got %q", args[0], got)
 	}
 	return nil
+}
+
+// Running reports whether the server process runs (it was not killed, or was restarted).
+func (s *RedisServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// command sends one command to this node alone (no redirects, no retries) and returns the
+// reply as text: a string as it is, an array's elements one per line.
+func (s *RedisServer) command(args ...string) (string, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: time.Second})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	a := make([]any, len(args))
+	for i, v := range args {
+		a[i] = v
+	}
+	v, err := rdb.Do(ctx, a...).Result()
+	if err != nil {
+		return "", err
+	}
+	return flatten(v), nil
+}
+
+func flatten(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, e := range list {
+			parts[i] = flatten(e)
+		}
+		return strings.Join(parts, "\n")
+	}
+	return fmt.Sprint(v)
+}
+
+// requireBinary fails (under CI) or skips the test when a program is not on PATH.
+func requireBinary(tb testing.TB, name string) {
+	tb.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv(EnvCI) != "" {
+			tb.Fatalf("%s not found on PATH: %v", name, err)
+		}
+		tb.Skipf("%s not found on PATH: %v", name, err)
+	}
+}
+
+// synced reports whether the node is a master, or a replica whose link to its master is up.
+func (s *RedisServer) synced() bool {
+	info, err := s.command("INFO", "replication")
+	return err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up"))
 }

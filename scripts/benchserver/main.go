@@ -115,6 +115,10 @@ func handlerOnly(u *url.URL) http.Handler {
 // anySession is a source that knows every token.
 type anySession struct{}
 
+func (a anySession) LookupPrimary(ctx context.Context, h string) (pgsession.Session, error) {
+	return a.Lookup(ctx, h)
+}
+
 func (anySession) Lookup(_ context.Context, h string) (pgsession.Session, error) {
 	now := time.Now()
 	return pgsession.Session{
