@@ -78,13 +78,13 @@ type Result struct {
 // Options configures a Cache. Zero durations disable the negative and local caches.
 type Options struct {
 	Redis         redis.UniversalClient // nil: no Redis layer, every miss goes to the Source
-	Prefix        string        // namespace of every key and channel
-	SessionTTL    time.Duration // Redis TTL of a session, capped at its expiry
-	NegativeTTL   time.Duration // how long an unknown token is remembered
-	LocalTTL      time.Duration // in-process TTL, capped at the session's expiry
-	LocalSize     int           // most in-process entries
-	OpTimeout     time.Duration // deadline of one Redis operation
-	LookupTimeout time.Duration // deadline of one Source lookup, detached from the client
+	Prefix        string                // namespace of every key and channel
+	SessionTTL    time.Duration         // Redis TTL of a session, capped at its expiry
+	NegativeTTL   time.Duration         // how long an unknown token is remembered
+	LocalTTL      time.Duration         // in-process TTL, capped at the session's expiry
+	LocalSize     int                   // most in-process entries
+	OpTimeout     time.Duration         // deadline of one Redis operation
+	LookupTimeout time.Duration         // deadline of one Source lookup, detached from the client
 	// BreakerFailures consecutive Redis failures open the breaker for BreakerOpenFor.
 	BreakerFailures uint32
 	BreakerOpenFor  time.Duration

@@ -61,8 +61,8 @@ const (
 // Store reads sessions through a pgxpool, and through a second one on the primary when
 // lookups go to a replica.
 type Store struct {
-	pool    *pgxpool.Pool // lookups
-	primary *pgxpool.Pool // the primary; pool itself when URL is the primary
+	pool    *pgxpool.Pool   // lookups
+	primary *pgxpool.Pool   // the primary; pool itself when URL is the primary
 	connCfg *pgx.ConnConfig // the primary, for the dedicated feed connection; no tracer
 	timeout time.Duration
 	log     *zap.Logger
