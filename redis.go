@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -57,7 +58,7 @@ func newRedis(cfg config.Config) (redis.UniversalClient, error) {
 // the servers (the system roots without REDIS_CA_FILE) and the client certificate, if any.
 // It is nil when TLS is off.
 func redisTLS(cfg config.Config) (*tls.Config, error) {
-	if !cfg.RedisTLS && cfg.RedisMode() != config.RedisSingle {
+	if !cfg.RedisTLS && !strings.HasPrefix(cfg.RedisURL, "rediss://") {
 		return nil, nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12}

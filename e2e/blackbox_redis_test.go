@@ -40,10 +40,10 @@ func TestBlackboxRedisKeysAndTTLs(t *testing.T) {
 		name, key string
 		min, max  time.Duration
 	}{
-		{"session capped by SESSION_CACHE_TTL", st.prefix + longHash, 100 * time.Second, 2 * time.Minute},
-		{"session capped by expires_at", st.prefix + shortHash, 20 * time.Second, 30 * time.Second},
-		{"user index lives as long as its longest member", st.prefix + "user:" + userID, 100 * time.Second, 2 * time.Minute},
-		{"negative entry", st.prefix + "neg:" + testenv.Hash(unknown), 4 * time.Second, 7 * time.Second},
+		{"session capped by SESSION_CACHE_TTL", st.sessionKey(longHash), 100 * time.Second, 2 * time.Minute},
+		{"session capped by expires_at", st.sessionKey(shortHash), 20 * time.Second, 30 * time.Second},
+		{"user index lives as long as its longest member", st.userKey(userID), 100 * time.Second, 2 * time.Minute},
+		{"negative entry", st.negKey(testenv.Hash(unknown)), 4 * time.Second, 7 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ttl, err := st.rdb.PTTL(ctx, tc.key).Result()
@@ -52,11 +52,11 @@ func TestBlackboxRedisKeysAndTTLs(t *testing.T) {
 			}
 		})
 	}
-	members, err := st.rdb.SMembers(ctx, st.prefix+"user:"+userID).Result()
+	members, err := st.rdb.SMembers(ctx, st.userKey(userID)).Result()
 	if err != nil || len(members) != 2 || !contains(members, longHash) || !contains(members, shortHash) {
 		t.Errorf("user index members %v (%v), want both token hashes", members, err)
 	}
-	if typ := st.rdb.Type(ctx, st.prefix+"user:"+userID).Val(); typ != "set" {
+	if typ := st.rdb.Type(ctx, st.userKey(userID)).Val(); typ != "set" {
 		t.Errorf("user index is a %s, want set", typ)
 	}
 	// The raw token is never stored, neither in a key nor in a value.
@@ -103,7 +103,7 @@ func TestBlackboxCachedSessionFitsIn512Bytes(t *testing.T) {
 	if r := sc.Get(t, "/api/me", token); r.Status != http.StatusOK {
 		t.Fatalf("status %d", r.Status)
 	}
-	n, err := st.rdb.MemoryUsage(context.Background(), st.prefix+hash).Result()
+	n, err := st.rdb.MemoryUsage(context.Background(), st.sessionKey(hash)).Result()
 	if err != nil || n > 512 {
 		t.Fatalf("MEMORY USAGE = %d (%v), want ≤ 512", n, err)
 	}
@@ -133,7 +133,7 @@ func TestBlackboxLogoutEvictsBeforeTheAnswer(t *testing.T) {
 	if r := sc.Get(t, "/api/me", token); r.Status != http.StatusOK {
 		t.Fatalf("status %d", r.Status)
 	}
-	if st.rdb.Exists(ctx, st.prefix+hash).Val() != 1 {
+	if st.rdb.Exists(ctx, st.sessionKey(hash)).Val() != 1 {
 		t.Fatalf("session was not cached")
 	}
 
@@ -141,7 +141,7 @@ func TestBlackboxLogoutEvictsBeforeTheAnswer(t *testing.T) {
 	if r := sc.Get(t, "/api/auth/logout-fails", token); r.Status != http.StatusInternalServerError {
 		t.Fatalf("failing logout: %d", r.Status)
 	}
-	if st.rdb.Exists(ctx, st.prefix+hash).Val() != 1 {
+	if st.rdb.Exists(ctx, st.sessionKey(hash)).Val() != 1 {
 		t.Fatalf("a non-2xx logout evicted the session")
 	}
 
@@ -149,10 +149,10 @@ func TestBlackboxLogoutEvictsBeforeTheAnswer(t *testing.T) {
 		t.Fatalf("logout: %d", r.Status)
 	}
 	// Checked the moment the answer arrives: the eviction happened before it was sent.
-	if st.rdb.Exists(ctx, st.prefix+hash).Val() != 0 {
+	if st.rdb.Exists(ctx, st.sessionKey(hash)).Val() != 0 {
 		t.Errorf("session key still in Redis after the logout answer")
 	}
-	if st.rdb.SIsMember(ctx, st.prefix+"user:"+st.userOf(t, hash), hash).Val() {
+	if st.rdb.SIsMember(ctx, st.userKey(st.userOf(t, hash)), hash).Val() {
 		t.Errorf("token hash still in the user index")
 	}
 	before := up.Count()
@@ -196,7 +196,7 @@ func TestBlackboxRedisOffWorksEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Body), &doc); err != nil || r.Status != http.StatusOK || doc.Status != "disabled" {
 		t.Errorf("health: %d %s", r.Status, r.Body)
 	}
-	if n := st.rdb.Exists(context.Background(), st.prefix+hash).Val(); n != 0 {
+	if n := st.rdb.Exists(context.Background(), st.sessionKey(hash)).Val(); n != 0 {
 		t.Errorf("Redis-off sidecar wrote to Redis")
 	}
 	// Revocation still works without Redis (change notification, in-process cache).

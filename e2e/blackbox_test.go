@@ -162,7 +162,7 @@ func TestBlackboxMalformedTokensAreRefusedWithoutLookup(t *testing.T) {
 			}
 			assertUnauthorized(t, sc.Do(t, req))
 			// A lookup would have left a negative entry behind.
-			if n := st.rdb.Exists(context.Background(), st.prefix+"neg:"+testenv.Hash(tc.token)).Val(); n != 0 {
+			if n := st.rdb.Exists(context.Background(), st.negKey(testenv.Hash(tc.token))).Val(); n != 0 {
 				t.Errorf("a negative entry exists: the malformed token was looked up")
 			}
 		})
@@ -171,7 +171,7 @@ func TestBlackboxMalformedTokensAreRefusedWithoutLookup(t *testing.T) {
 	long := strings.Repeat("c", 4096)
 	assertUnauthorized(t, sc.Get(t, "/api/me", long))
 	eventually(t, 2*time.Second, "negative entry for a 4096-byte token", func() bool {
-		return st.rdb.Exists(context.Background(), st.prefix+"neg:"+testenv.Hash(long)).Val() == 1
+		return st.rdb.Exists(context.Background(), st.negKey(testenv.Hash(long))).Val() == 1
 	})
 	if n := up.Count(); n != 0 {
 		t.Errorf("upstream received %d requests, want 0", n)

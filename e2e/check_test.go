@@ -97,7 +97,7 @@ func TestCheckCommandWithoutRedisSkipsRedisScenarios(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"SKIP redis.ping REDIS_URL not set\n", "SKIP redis.cleanup REDIS_URL not set\n",
+	for _, want := range []string{"SKIP redis.ping no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)\n", "SKIP redis.cleanup no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)\n",
 		"PASS postgres.ping ", "PASS postgres.lookup-plan ", "check: 2 passed, 0 failed, 18 skipped; SET not measured, GET not measured\n"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)

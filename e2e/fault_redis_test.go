@@ -25,7 +25,7 @@ func (rig *faultRig) recoverRedis(t *testing.T, ts *tokenSource) {
 		if r := rig.sc.Get(t, "/api/me", token); r.Status != http.StatusOK {
 			t.Fatalf("status %d during recovery", r.Status)
 		}
-		return rig.rdb.Exists(t.Context(), "session:"+hash).Val() == 1
+		return rig.rdb.Exists(t.Context(), "session:{"+hash+"}").Val() == 1
 	})
 	awaitHealth(t, rig.sc, "healthy", http.StatusOK, 3*time.Second)
 	t.Logf("recovered without restart %v after Redis came back", time.Since(start).Round(time.Millisecond))
@@ -87,7 +87,7 @@ func TestFaultRedisRestartedLosesItsData(t *testing.T) {
 		if r := rig.sc.Get(t, "/api/me", token); r.Status != http.StatusOK {
 			t.Fatalf("status %d", r.Status)
 		}
-		return rig.rdb.Exists(t.Context(), "session:"+testenv.Hash(token)).Val() == 1
+		return rig.rdb.Exists(t.Context(), "session:{"+testenv.Hash(token)+"}").Val() == 1
 	})
 	awaitHealth(t, rig.sc, "healthy", http.StatusOK, 3*breakerOpenFor+2*time.Second)
 }

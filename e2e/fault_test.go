@@ -82,7 +82,7 @@ func privateClient(tb testing.TB, srv *testenv.RedisServer) *redis.Client {
 func (rig *faultRig) awaitCached(t *testing.T, hash string) {
 	t.Helper()
 	eventually(t, 3*time.Second, "session cached in Redis", func() bool {
-		return rig.rdb.Exists(t.Context(), "session:"+hash).Val() == 1
+		return rig.rdb.Exists(t.Context(), "session:{"+hash+"}").Val() == 1
 	})
 }
 

@@ -24,7 +24,7 @@ func TestRestartDeniesSessionRevokedWhileStopped(t *testing.T) {
 	if r := first.Get(t, "/api/me", token); r.Status != http.StatusOK {
 		t.Fatalf("before revocation: status %d, want 200", r.Status)
 	}
-	if st.rdb.Exists(ctx, st.prefix+hash).Val() != 1 {
+	if st.rdb.Exists(ctx, st.sessionKey(hash)).Val() != 1 {
 		t.Fatal("session was not cached in Redis")
 	}
 	if code := first.Stop(t); code != 0 {
@@ -32,7 +32,7 @@ func TestRestartDeniesSessionRevokedWhileStopped(t *testing.T) {
 	}
 
 	st.db.Revoke(t, hash) // nobody listening: the notification is lost
-	if st.rdb.Exists(ctx, st.prefix+hash).Val() != 1 {
+	if st.rdb.Exists(ctx, st.sessionKey(hash)).Val() != 1 {
 		t.Fatal("session left Redis while no sidecar ran; the test proves nothing")
 	}
 
@@ -40,7 +40,7 @@ func TestRestartDeniesSessionRevokedWhileStopped(t *testing.T) {
 	eventually(t, 5*time.Second, "restarted sidecar denies the session revoked while stopped", func() bool {
 		return second.Get(t, "/api/me", token).Status == http.StatusUnauthorized
 	})
-	if st.rdb.Exists(ctx, st.prefix+hash).Val() != 0 {
+	if st.rdb.Exists(ctx, st.sessionKey(hash)).Val() != 0 {
 		t.Error("revoked session still in Redis after the restart's resync")
 	}
 }

@@ -61,9 +61,9 @@ func (e *rvEnv) eventStreamEndsAtExpiry(t *testing.T, s *rvReplica) {
 	t.Logf("measured: event stream ended %v after its session expired (bound %v)", d, rvStreamCut)
 }
 
-// listenConnectionTerminated revokes a session while both LISTEN connections are gone: the
-// revocation commits after the backends were terminated, so no notification carries it;
-// only the resync does.
+// listenConnectionTerminated revokes a session while both feed connections (the holder's and
+// the standby's) are gone: the revocation commits after the backends were terminated, so no
+// notification carries it; only the takeover's resync does.
 func (e *rvEnv) listenConnectionTerminated(t *testing.T) {
 	away, awayHash, _ := e.session(t, testenv.SessionSpec{})
 	after, afterHash, _ := e.session(t, testenv.SessionSpec{})
@@ -79,18 +79,26 @@ func (e *rvEnv) listenConnectionTerminated(t *testing.T) {
 	rvReport(t, "RevokedWhileDisconnected", e.untilDenied(t, start, away))
 
 	e.awaitListeners(t, old, 2)
-	for i, s := range e.replicas { // the resync clears caches: let it finish before warming again
-		eventually(t, 10*time.Second, s.name+": the change feed resyncs", func() bool { return s.resyncs() > resyncs[i] })
-	}
+	// The replica that holds the feed now resynced (the other waits as the standby); the
+	// resync evicts: let it finish before warming again.
+	eventually(t, 10*time.Second, "the change feed resyncs", func() bool {
+		for i, s := range e.replicas {
+			if s.resyncs() > resyncs[i] {
+				return true
+			}
+		}
+		return false
+	})
 	e.warm(t, after)
 	start = time.Now()
 	e.db.Revoke(t, afterHash)
 	rvReport(t, "RevokedAfterReconnect", e.untilDenied(t, start, after))
 }
 
-// resyncs counts the change feed's completed reconnects in the sidecar's log.
+// resyncs counts the change feed's completed (re)connects, with their resync, in the
+// sidecar's log.
 func (s *rvReplica) resyncs() int {
-	return strings.Count(s.Stderr(), "notification listener reconnected")
+	return strings.Count(s.Stderr(), "change feed listening")
 }
 
 // rvStreamEvents sends an event every 50 ms for at most 30 s or until the request ends.

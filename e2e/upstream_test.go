@@ -91,6 +91,11 @@ type stack struct {
 	prefix string
 }
 
+// The Redis key layout, as the README documents it: a hash tag on every key.
+func (st *stack) sessionKey(h string) string { return st.prefix + "{" + h + "}" }
+func (st *stack) negKey(h string) string     { return st.prefix + "neg:{" + h + "}" }
+func (st *stack) userKey(u string) string    { return st.prefix + "user:{" + u + "}" }
+
 func newStack(tb testing.TB) *stack {
 	tb.Helper()
 	db := testenv.NewDB(tb)

@@ -25,7 +25,7 @@ func TestWarmingSurvivesTheStartupResync(t *testing.T) {
 	eventually(t, 5*time.Second, "every active session warmed into Redis", func() bool {
 		keys := make([]string, len(hashes))
 		for i, h := range hashes {
-			keys[i] = st.prefix + h
+			keys[i] = st.sessionKey(h)
 		}
 		n, err := st.rdb.Exists(context.Background(), keys...).Result()
 		return err == nil && n == int64(len(hashes))
