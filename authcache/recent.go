@@ -54,7 +54,9 @@ func (r *recent) add(ev eviction) {
 }
 
 // hash reports whether lookups of this token should read the primary.
-func (r *recent) hash(h string) bool { return r.has(func() map[string]time.Time { return r.hashes }, h) }
+func (r *recent) hash(h string) bool {
+	return r.has(func() map[string]time.Time { return r.hashes }, h)
+}
 
 // user reports whether lookups of this user's sessions should read the primary.
 func (r *recent) user(u string) bool { return r.has(func() map[string]time.Time { return r.users }, u) }
