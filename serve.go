@@ -142,7 +142,7 @@ type servers struct {
 
 func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context, reg *prometheus.Registry) (*servers, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		st.health, newPoolCollector(st.store))
+		st.health, st.store)
 	handler := proxy.New(proxy.Options{
 		Upstream: cfg.UpstreamURL, Auth: st.cache, Health: st.health,
 		PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,
@@ -258,26 +258,6 @@ func healthcheck(ctx context.Context, adminAddr string) error {
 		return fmt.Errorf("healthcheck: /readyz answered %d", resp.StatusCode)
 	}
 	return nil
-}
-
-// poolCollector exports the Postgres pool's stats.
-type poolCollector struct {
-	store *pgsession.Store
-	desc  *prometheus.Desc
-}
-
-func newPoolCollector(s *pgsession.Store) *poolCollector {
-	return &poolCollector{store: s, desc: prometheus.NewDesc("authsidecar_postgres_pool_connections",
-		"Postgres pool connections by state.", []string{"state"}, nil)}
-}
-
-func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.store.Stat()
-	for state, v := range map[string]int32{"total": s.TotalConns(), "idle": s.IdleConns(), "acquired": s.AcquiredConns()} {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), state)
-	}
 }
 
 // redisLogger routes go-redis's own log lines (which default to plain text on stderr, and

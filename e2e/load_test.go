@@ -167,6 +167,8 @@ func TestLoadInvalidTokenFloodCostsOneQueryPerToken(t *testing.T) {
 
 type healthDocument struct {
 	Status       string
+	Redis        struct{ Mode string }
+	Errors       []string
 	SessionCache struct {
 		Metrics struct{ Hits, Misses, Errors, Total uint64 }
 		Pool    struct{ Size, Available, Pending uint32 }

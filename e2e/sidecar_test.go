@@ -294,6 +294,19 @@ func (s *Sidecar) Stop(tb testing.TB) int {
 	return s.exitCode
 }
 
+// Kill ends the process with SIGKILL, as a crash would, and waits for it; its cleanup then
+// expects no clean exit.
+func (s *Sidecar) Kill(tb testing.TB) {
+	tb.Helper()
+	s.stopOnce.Do(func() {
+		if err := s.cmd.Process.Kill(); err != nil {
+			tb.Fatalf("SIGKILL: %v", err)
+		}
+		<-s.exited
+		s.exitCode = 0 // killed on purpose
+	})
+}
+
 // Terminate sends SIGTERM without waiting; Stop then collects the exit code.
 func (s *Sidecar) Terminate(tb testing.TB) {
 	tb.Helper()

@@ -141,9 +141,6 @@ func (s *Store) Close() {
 	s.pool.Close()
 }
 
-// Stat reports the pool's statistics.
-func (s *Store) Stat() *pgxpool.Stat { return s.pool.Stat() }
-
 // Ping checks that Postgres answers within the query timeout.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)

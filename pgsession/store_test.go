@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authsidecar/authsidecar/internal/testenv"
 	"github.com/authsidecar/authsidecar/pgsession"
 )
@@ -96,14 +98,29 @@ func TestOpenRejectsBadDSN(t *testing.T) {
 	}
 }
 
-func TestPingAndStat(t *testing.T) {
+func TestPingAndMetrics(t *testing.T) {
 	db := testenv.NewDB(t)
 	store := open(t, db.URL, time.Second)
 	if err := store.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if st := store.Stat(); st.MaxConns() != 4 || st.TotalConns() < 1 {
-		t.Fatalf("stat: max %d total %d", st.MaxConns(), st.TotalConns())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(store)
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			got[f.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	if got["authsidecar_postgres_pool_connections/total"] < 1 || got["authsidecar_feed_role/off"] != 1 {
+		t.Fatalf("metrics %v: want a pool connection and the feed off", got)
+	}
+	if _, ok := got["authsidecar_postgres_primary_pool_connections/total"]; ok {
+		t.Fatal("a store without a replica exports a primary pool")
 	}
 }
 

@@ -122,3 +122,50 @@ func (c *RedisCluster) MasterOf(key string) *RedisServer {
 	c.tb.Fatalf("no running master serves %q", key)
 	return nil
 }
+
+// KeySlot is the cluster slot of key, as the nodes compute it.
+func (c *RedisCluster) KeySlot(key string) int {
+	c.tb.Helper()
+	for _, n := range c.Nodes {
+		if out, err := n.command("CLUSTER", "KEYSLOT", key); err == nil {
+			slot, _ := strconv.Atoi(out)
+			return slot
+		}
+	}
+	c.tb.Fatal("no running node answers CLUSTER KEYSLOT")
+	return -1
+}
+
+// Serves reports whether node served slot as a master when last asked (CLUSTER NODES of
+// another running node), so a test can tell the slots a killed master held.
+func (c *RedisCluster) Serves(node *RedisServer, slot int) bool {
+	c.tb.Helper()
+	for _, n := range c.Nodes {
+		if n == node || !n.Running() {
+			continue
+		}
+		out, err := n.command("CLUSTER", "NODES")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 9 || !strings.HasPrefix(f[1], node.Addr()+"@") {
+				continue
+			}
+			for _, r := range f[8:] {
+				lo, hi, ok := strings.Cut(r, "-")
+				if !ok {
+					hi = lo
+				}
+				l, err1 := strconv.Atoi(lo)
+				h, err2 := strconv.Atoi(hi)
+				if err1 == nil && err2 == nil && slot >= l && slot <= h {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
+}
