@@ -34,7 +34,7 @@ func runCheck(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	opts := check.Options{
 		Prefix: cfg.SessionKeyPrefix, BreakerFailures: uint32(cfg.BreakerFailures),
-		Postgres: store, RedisSkip: "REDIS_URL not set",
+		Postgres: store, Channel: cfg.DBNotifyChannel, RedisSkip: "REDIS_URL not set",
 	}
 	if rdb != nil {
 		defer rdb.Close()
