@@ -164,3 +164,26 @@ func randomHex(tb testing.TB) string {
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
 }
+
+// TestRoleSQLDefaultsToAuthsidecar: docker-compose.yml runs role.sql without -v role, so the
+// file must fall back to the role authsidecar. Roles are cluster-wide and other tests may
+// share the cluster, so the test accepts either outcome that proves the default: the grants
+// and policy for an existing authsidecar role, or psql's complaint that it does not exist.
+func TestRoleSQLDefaultsToAuthsidecar(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("psql not installed")
+	}
+	db := testenv.NewDB(t)
+	out, err := exec.Command("psql", db.URL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", repoFile("pgsession/sql/role.sql")).CombinedOutput()
+	if err != nil {
+		if !strings.Contains(string(out), `role "authsidecar" does not exist`) {
+			t.Fatalf("psql -f role.sql: %v\n%s", err, out)
+		}
+		return
+	}
+	var policies int
+	if err := db.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_policies WHERE 'authsidecar' = ANY (roles)`).Scan(&policies); err != nil || policies != 2 {
+		t.Errorf("%d policies for authsidecar (err %v), want 2", policies, err)
+	}
+}
