@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # authsidecar image: a static, trimmed Go binary on distroless (no shell, no package manager,
-# runs as uid 65532 "nonroot").
+# runs as uid/gid 65532, distroless's "nonroot").
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always --dirty) -t authsidecar .
 #
@@ -24,7 +24,11 @@ RUN /out/authsidecar version
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/authsidecar /authsidecar
-USER nonroot:nonroot
+# Numeric, not "nonroot:nonroot": with runAsNonRoot the kubelet must see a number to verify
+# the user is not root (it refuses a name: CreateContainerConfigError). 65532 is the id of
+# distroless's nonroot user; the Kubernetes manifests and the Helm chart set the same
+# runAsUser/runAsGroup (e2e/podsecurity_test.go checks they agree).
+USER 65532:65532
 # 8080: public listener (LISTEN_ADDR). 9091: admin listener (ADMIN_ADDR, /healthz /readyz
 # /metrics /admin/*); it binds 127.0.0.1 unless ADMIN_ADDR says otherwise.
 EXPOSE 8080 9091

@@ -50,7 +50,8 @@ func runCheck(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	opts := check.Options{
 		Prefix: cfg.SessionKeyPrefix, BreakerFailures: uint32(cfg.BreakerFailures),
-		Postgres: store, RedisSkip: "no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)",
+		Postgres: store, Channel: cfg.DBNotifyChannel,
+		RedisSkip: "no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)",
 		RedisName: redisName(cfg), PoolSize: cfg.RedisPoolSize,
 	}
 	if rdb != nil {

@@ -1,13 +1,16 @@
 // Package check is the operator's connection suite, `authsidecar check`: it exercises the
 // configured Redis (the data types, SCAN, INFO, pool, timed SET/GET, the breaker) and
-// Postgres (reachability, the lookup's index plan), one line per scenario, and removes every
-// key it wrote.
+// Postgres (reachability, and how the database was prepared: schema, the role's grants and
+// row-level-security policy, the change-notification triggers, the lookup's index plan),
+// one line per scenario, with a one-line fix under each failure it knows how to fix, and
+// removes every key it wrote.
 package check
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -36,6 +39,9 @@ type Options struct {
 	BreakerFailures uint32
 	// Postgres is the session store to check; nil skips the Postgres scenarios.
 	Postgres Postgres
+	// Channel is DB_NOTIFY_CHANNEL, the channel the change-notification triggers must
+	// notify; empty (none) skips that scenario.
+	Channel string
 	// Timeout bounds each scenario; zero means 5s.
 	Timeout time.Duration
 }
@@ -43,6 +49,8 @@ type Options struct {
 // Postgres is the Postgres side of the check; *pgsession.Store is one.
 type Postgres interface {
 	Ping(ctx context.Context) error
+	// Inspect reports how the database was prepared: schema, grants, RLS, triggers.
+	Inspect(ctx context.Context) (pgsession.Deployment, error)
 	ExplainLookup(ctx context.Context) (pgsession.LookupPlan, error)
 }
 
@@ -102,6 +110,7 @@ type checker struct {
 	w      io.Writer
 	ns     string          // every key the check writes starts with it
 	keys   map[string]bool // keys written, deleted by cleanup
+	pg     deployment      // read by postgres.schema for the Postgres scenarios after it
 	report Report
 }
 
@@ -121,7 +130,8 @@ func (c *checker) checkRedis(ctx context.Context) {
 	}
 }
 
-// run runs s under its own deadline, prints its line and reports whether it passed.
+// run runs s under its own deadline, prints its line and reports whether it passed. A
+// failure with a fix (withFix) prints it on the next line, indented: "  fix: …".
 func (c *checker) run(ctx context.Context, s scenario) bool {
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
@@ -130,6 +140,10 @@ func (c *checker) run(ctx context.Context, s scenario) bool {
 		c.report.Failed++
 		c.report.Failures = append(c.report.Failures, s.name+": "+oneLine(err))
 		fmt.Fprintf(c.w, "FAIL %s %s\n", s.name, oneLine(err))
+		var f fixError
+		if errors.As(err, &f) {
+			fmt.Fprintf(c.w, "  fix: %s\n", f.fix)
+		}
 		return false
 	}
 	c.report.Passed++
@@ -147,6 +161,18 @@ func (c *checker) skipAll(steps []scenario, reason string) {
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
 }
+
+// fixError is a failure and the one-line fix the check prints under it.
+type fixError struct {
+	err error
+	fix string
+}
+
+func (e fixError) Error() string { return e.err.Error() }
+func (e fixError) Unwrap() error { return e.err }
+
+// withFix attaches the fix a failing scenario prints: what to run, as whom.
+func withFix(err error, fix string) error { return fixError{err: err, fix: fix} }
 
 // oneLine keeps a report line one line whatever an error says.
 func oneLine(err error) string {

@@ -22,29 +22,50 @@ var checkScenarios = []string{
 	"redis.ping", "redis.set-get", "redis.set-ttl", "redis.exists", "redis.incr-decr",
 	"redis.mset-mget", "redis.hash", "redis.list", "redis.set", "redis.sorted-set", "redis.scan",
 	"redis.info", "redis.dbsize", "redis.pool", "redis.bench-set", "redis.bench-get",
-	"redis.breaker", "redis.cleanup", "postgres.ping", "postgres.lookup-plan",
+	"redis.breaker", "redis.cleanup", "postgres.ping", "postgres.schema", "postgres.grants",
+	"postgres.row-security", "postgres.trigger", "postgres.lookup-plan",
 }
 
 var checkLine = regexp.MustCompile(`^(PASS|FAIL|SKIP) ([a-z.-]+) (\S.*)$`)
 
-// runCheck runs Check and splits its output into verdicts by scenario and the summary.
-func runCheck(tb testing.TB, o check.Options) (check.Report, map[string]string, []string, string) {
+// checkRun is one Check run, split up: the verdict ("PASS detail", …) and the fix line of
+// each scenario, the scenarios in order, and the summary.
+type checkRun struct {
+	report   check.Report
+	verdicts map[string]string
+	fixes    map[string]string
+	names    []string
+	summary  string
+}
+
+// fixLine is the line a failure with a fix prints under its own.
+var fixLine = regexp.MustCompile(`^  fix: (\S.*)$`)
+
+// runCheck runs Check and splits its output.
+func runCheck(tb testing.TB, o check.Options) checkRun {
 	tb.Helper()
 	var out bytes.Buffer
-	r := check.Run(context.Background(), o, &out)
+	r := checkRun{report: check.Run(context.Background(), o, &out), verdicts: map[string]string{}, fixes: map[string]string{}}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	verdicts := map[string]string{}
-	var names []string
 	for _, l := range lines[:len(lines)-1] {
+		if m := fixLine.FindStringSubmatch(l); m != nil && len(r.names) > 0 {
+			last := r.names[len(r.names)-1]
+			if !strings.HasPrefix(r.verdicts[last], "FAIL ") || r.fixes[last] != "" {
+				tb.Fatalf("fix line %q under %s: %s", l, last, r.verdicts[last])
+			}
+			r.fixes[last] = m[1]
+			continue
+		}
 		m := checkLine.FindStringSubmatch(l)
 		if m == nil {
 			tb.Fatalf("malformed check line %q in:\n%s", l, out.String())
 		}
-		verdicts[m[2]] = m[1] + " " + m[3]
-		names = append(names, m[2])
+		r.verdicts[m[2]] = m[1] + " " + m[3]
+		r.names = append(r.names, m[2])
 	}
+	r.summary = lines[len(lines)-1]
 	tb.Logf("check output:\n%s", out.String())
-	return r, verdicts, names, lines[len(lines)-1]
+	return r
 }
 
 // keysUnder lists the keys under prefix.
@@ -59,9 +80,10 @@ func keysUnder(tb testing.TB, rdb *redis.Client, prefix string) []string {
 
 func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
 	f := newFixture(t)
-	r, verdicts, names, summary := runCheck(t, check.Options{
-		Redis: f.rdb, Prefix: f.prefix, BreakerFailures: 3, Postgres: f.store, PoolSize: 10,
+	run := runCheck(t, check.Options{
+		Redis: f.rdb, Prefix: f.prefix, BreakerFailures: 3, Postgres: f.store, Channel: f.db.Channel, PoolSize: 10,
 	})
+	r, verdicts, names, summary := run.report, run.verdicts, run.names, run.summary
 
 	if strings.Join(names, " ") != strings.Join(checkScenarios, " ") {
 		t.Errorf("scenarios = %v, want %v", names, checkScenarios)
@@ -100,9 +122,10 @@ func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
 
 func TestCheckWithoutRedisSkipsRedisAndChecksPostgres(t *testing.T) {
 	f := newFixture(t)
-	r, verdicts, _, summary := runCheck(t, check.Options{
-		Prefix: f.prefix, BreakerFailures: 5, Postgres: f.store, RedisSkip: "REDIS_URL not set",
+	run := runCheck(t, check.Options{
+		Prefix: f.prefix, BreakerFailures: 5, Postgres: f.store, Channel: f.db.Channel, RedisSkip: "REDIS_URL not set",
 	})
+	r, verdicts, summary := run.report, run.verdicts, run.summary
 	for _, name := range checkScenarios[:18] {
 		if verdicts[name] != "SKIP REDIS_URL not set" {
 			t.Errorf("%s: %q, want SKIP REDIS_URL not set", name, verdicts[name])
@@ -113,7 +136,7 @@ func TestCheckWithoutRedisSkipsRedisAndChecksPostgres(t *testing.T) {
 			t.Errorf("%s: %q, want PASS", name, verdicts[name])
 		}
 	}
-	if !r.OK() || r.Passed != 2 || r.Skipped != 18 || !strings.Contains(summary, "SET not measured") {
+	if !r.OK() || r.Passed != 6 || r.Skipped != 18 || !strings.Contains(summary, "SET not measured") {
 		t.Errorf("report = %+v, summary %q", r, summary)
 	}
 }
@@ -131,7 +154,8 @@ func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
 	t.Cleanup(store.Close)
 
 	start := time.Now()
-	r, verdicts, _, _ := runCheck(t, check.Options{Redis: deadRedis, RedisName: deadAddr, Prefix: "x:", BreakerFailures: 5, Postgres: store})
+	run := runCheck(t, check.Options{Redis: deadRedis, RedisName: deadAddr, Prefix: "x:", BreakerFailures: 5, Postgres: store, Channel: "x"})
+	r, verdicts := run.report, run.verdicts
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("check took %v against closed ports", d)
 	}
@@ -141,7 +165,7 @@ func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
 	for name, want := range map[string]string{
 		"redis.ping": "FAIL cannot reach redis at 127.0.0.1:", "redis.set-get": "SKIP redis unreachable",
 		"redis.cleanup": "SKIP redis unreachable", "postgres.ping": "FAIL cannot reach postgres",
-		"postgres.lookup-plan": "SKIP postgres unreachable",
+		"postgres.schema": "SKIP postgres unreachable", "postgres.lookup-plan": "SKIP postgres unreachable",
 	} {
 		if !strings.HasPrefix(verdicts[name], want) {
 			t.Errorf("%s: %q, want it to start %q", name, verdicts[name], want)
@@ -149,7 +173,8 @@ func TestCheckFailsFastOnUnreachableStores(t *testing.T) {
 	}
 }
 
-// planSource is a Postgres that answers ping and a fixed plan.
+// planSource is a Postgres that answers ping, a database prepared for a superuser, and a
+// fixed plan.
 type planSource struct {
 	plan pgsession.LookupPlan
 	err  error
@@ -157,30 +182,42 @@ type planSource struct {
 
 func (planSource) Ping(context.Context) error { return nil }
 
+func (planSource) Inspect(context.Context) (pgsession.Deployment, error) {
+	return pgsession.Deployment{Role: "postgres", Superuser: true, Schema: true, SchemaUsage: true,
+		Tables: []pgsession.Table{{Name: "user_sessions", Select: true}, {Name: "users", Select: true}}}, nil
+}
+
 func (s planSource) ExplainLookup(context.Context) (pgsession.LookupPlan, error) {
 	return s.plan, s.err
 }
 
 func TestCheckLookupPlanVerdicts(t *testing.T) {
 	tests := []struct {
-		name string
-		src  planSource
-		want string
+		name      string
+		src       planSource
+		want, fix string
 	}{
 		{"index scan", planSource{plan: pgsession.LookupPlan{TokenIndex: "tk", Scan: "Index Scan", ScanIndex: "tk"}},
-			"PASS session lookup uses Index Scan on tk"},
+			"PASS session lookup uses Index Scan on tk", ""},
 		{"sequential scan", planSource{plan: pgsession.LookupPlan{TokenIndex: "tk", Scan: "Seq Scan"}},
-			"FAIL session lookup reads user_sessions with Seq Scan, not through tk"},
+			"FAIL session lookup reads user_sessions with Seq Scan, not through tk", "REINDEX INDEX CONCURRENTLY platform.tk"},
 		{"no unique index", planSource{plan: pgsession.LookupPlan{Scan: "Seq Scan"}},
-			"FAIL platform.user_sessions has no unique index on token_hash"},
+			"FAIL platform.user_sessions has no unique index on token_hash: every lookup scans the table",
+			"CREATE UNIQUE INDEX CONCURRENTLY user_sessions_token_hash_key ON platform.user_sessions (token_hash)"},
+		{"no scan at all", planSource{plan: pgsession.LookupPlan{TokenIndex: "tk"}},
+			"FAIL session lookup reads no row of user_sessions: row-level security hides them all from role postgres",
+			"-v role=postgres -f pgsession/sql/role.sql"},
 		{"explain fails", planSource{err: errors.New("explain lookup: permission denied")},
-			"FAIL explain lookup: permission denied"},
+			"FAIL explain lookup: permission denied", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, verdicts, _, _ := runCheck(t, check.Options{Postgres: tt.src, RedisSkip: "off"})
-			if got := verdicts["postgres.lookup-plan"]; got != tt.want {
+			run := runCheck(t, check.Options{Postgres: tt.src, RedisSkip: "off"})
+			if got := run.verdicts["postgres.lookup-plan"]; got != tt.want {
 				t.Errorf("lookup-plan = %q, want %q", got, tt.want)
+			}
+			if got := run.fixes["postgres.lookup-plan"]; !strings.Contains(got, tt.fix) || (tt.fix == "") != (got == "") {
+				t.Errorf("fix = %q, want one containing %q", got, tt.fix)
 			}
 		})
 	}

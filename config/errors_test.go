@@ -163,6 +163,16 @@ func TestLoadNeverEchoesPasswords(t *testing.T) {
 		{"DATABASE_URL": "postgres://app:s3cret@[db/app"},
 		{"DATABASE_URL": "host=db user=app password=s3cret port=x"},
 		{"DATABASE_URL": "postgres://app:s3cret@db/app?sslmode=bogus"},
+		{"DATABASE_URL": "postgres://app:s3cret%@db/app"},
+		{"DATABASE_URL": "postgres://app:s3/cret@db:5432/app"},
+		{"DATABASE_URL": "postgres://app:s3cret/@db:99999/app"},
+		{"DATABASE_URL": "postgres://app:s3cret?x@db:notaport/app"},
+		{"DATABASE_URL": "app:s3cret@db:5432/app"},
+		{"DATABASE_URL": "host=db password=s3cret port=70000"},
+		{"REDIS_URL": "redis://:s3cret#@cache:6379/0"},
+		{"REDIS_URL": ":s3cret@cache:6379"},
+		{"UPSTREAM_URL": "app:s3cret@app:3000"},
+		{"UPSTREAM_URL": "http://app:s3cret%@app:3000"},
 		{"REDIS_URL": "redis://:s3cret@cache:6379/not-a-db"},
 		{"REDIS_URL": "redis://:s3cret@cache:notaport"},
 		{"REDIS_URL": "http://:s3cret@cache:6379"},
@@ -177,6 +187,49 @@ func TestLoadNeverEchoesPasswords(t *testing.T) {
 		if text := strings.Join(lines, "\n"); strings.Contains(text, "s3cret") {
 			t.Errorf("error text echoes the secret: %q", text)
 		}
+	}
+}
+
+// TestLoadSaysWhatIsWrongInAURL: each message names the mistake and the fix, and quotes
+// only what cannot be a password.
+func TestLoadSaysWhatIsWrongInAURL(t *testing.T) {
+	encode := "percent-encode the password: % as %25, @ as %40, : as %3A, / as %2F, ? as %3F, # as %23, space as %20"
+	tests := []struct{ name, value, want string }{
+		{"UPSTREAM_URL", "127.0.0.1:3000", "has no scheme: write http://127.0.0.1:3000"},
+		{"UPSTREAM_URL", "app:3000", "has no scheme: write http://app:3000"},
+		{"UPSTREAM_URL", "ftp://app:21", `scheme "ftp" is not http or https`},
+		{"UPSTREAM_URL", "http://app:99999", "port 99999 is out of range (1-65535)"},
+		{"UPSTREAM_URL", "http://app:0", "port 0 is out of range (1-65535)"},
+		{"UPSTREAM_URL", "http://app:x", `port "x" is not a number`},
+		{"UPSTREAM_URL", "http://[::1", "has an IPv6 host without its closing ]"},
+		{"UPSTREAM_URL", "http:///path-only", "has no host: write http://host:port"},
+		{"DATABASE_URL", "postgres://app:s3cr%et@db:5432/app", `the user name or password has a "%" that is not a %XX escape: ` + encode},
+		{"DATABASE_URL", "postgres://app:pa%2@db:5432/app", `the user name or password has a "%" that is not a %XX escape: ` + encode},
+		{"DATABASE_URL", "postgres://app:s3c/ret@db:5432/app", "the user name or password holds a / ? or # (the host cannot be found): " + encode},
+		{"DATABASE_URL", "postgres://app:pw@db:notaport/app", `port "notaport" is not a number`},
+		{"DATABASE_URL", "postgres://app:pw@db:70000/app", "port 70000 is out of range (1-65535)"},
+		{"DATABASE_URL", "postgres://app:pw@db1:5432,db2:99999/app", "port 99999 is out of range (1-65535)"},
+		{"DATABASE_URL", "postgres://app:pw@db/app?sslmode=sometimes", `sslmode "sometimes" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
+		{"DATABASE_URL", "host=db sslmode=sometimes", `sslmode "sometimes" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
+		{"DATABASE_URL", "host=db port=x", `port "x" is not a number`},
+		{"DATABASE_URL", "db:5432/app", "has no scheme: write postgres://db:5432/app"},
+		{"DATABASE_URL", "app:pw@db:5432/app", "has no scheme: start it with postgres://"},
+		{"DATABASE_URL", "mysql://app:pw@db/app", `scheme "mysql" is not postgres or postgresql`},
+		{"DATABASE_URL", "postgres://app:pw@db/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", `sslrootcert "/nonexistent/ca.pem" cannot be read`},
+		{"DATABASE_URL", "host=db password=two words", "not a valid key=value connection string: single-quote a value that holds spaces or quotes (password='a b'), or use postgres://"},
+		{"REDIS_URL", "cache:6379", "has no scheme: write redis://cache:6379"},
+		{"REDIS_URL", "http://cache:6379", `scheme "http" is not redis or rediss`},
+		{"REDIS_URL", "redis://cache:6379/not-a-db", `the database number (the path) "not-a-db" is not a number: use redis://host:6379/0`},
+		{"REDIS_URL", "redis://:pw@cache:70000", "port 70000 is out of range (1-65535)"},
+		{"REDIS_URL", "redis://:p%w@cache:6379", `the user name or password has a "%" that is not a %XX escape: ` + encode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			lines := loadErrorLines(t, map[string]string{tt.name: tt.value})
+			if want := tt.name + ": " + tt.want; len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+				t.Errorf("error lines = %q\nwant one line starting %q", lines, want)
+			}
+		})
 	}
 }
 

@@ -119,7 +119,11 @@ func (p *problems) addValueError(name string, parse env.ParseError) {
 	case reflect.TypeFor[bool]():
 		p.add(name, "%q is not a boolean; use true or false", raw)
 	case reflect.TypeFor[*url.URL]():
-		p.add(name, "not a valid URL")
+		if err := urlShape(raw, upstreamSchemes...); err != nil {
+			p.add(name, "%v", err)
+		} else {
+			p.add(name, "not a valid URL: write it as http://host:port")
+		}
 	default:
 		p.add(name, "invalid value")
 	}

@@ -114,46 +114,51 @@ func oneOf(v string, allowed ...string) error {
 	return nil
 }
 
-// checkUpstream never quotes the URL: it may hold credentials.
+// upstreamSchemes are the schemes UPSTREAM_URL may have.
+var upstreamSchemes = []string{"http", "https"}
+
+// checkUpstream names what is wrong in the app's URL (a missing scheme, a port out of
+// range); it quotes no part of a URL that may hold a password.
 func checkUpstream(u *url.URL) error {
-	switch {
-	case u == nil:
+	if u == nil {
 		return nil
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("scheme must be http or https")
+	}
+	// "app:3000" parses as scheme "app": urlShape sees the missing "http://".
+	if err := urlShape(u.String(), upstreamSchemes...); err != nil {
+		return err
+	}
+	switch {
 	case u.Host == "":
-		return errors.New("has no host")
+		return errors.New("has no host: write http://host:port")
 	case u.RawQuery != "" || u.Fragment != "":
 		return errors.New("must not have a query or fragment (it would be merged into every request)")
 	}
 	return nil
 }
 
-// checkDatabaseURL never includes pgx's error: it can quote the DSN.
+// checkDatabaseURL lets pgx decide and, when it refuses, says why in our words: pgx's
+// error can quote the DSN.
 func checkDatabaseURL(dsn string) error {
 	if dsn == "" {
 		return nil
 	}
 	if _, err := pgx.ParseConfig(dsn); err != nil {
-		return errors.New("not a valid Postgres connection string")
+		return describeDSN(dsn)
 	}
 	return nil
 }
 
-// checkRedisURL never includes go-redis's error: it can quote the URL.
+// checkRedisURL lets go-redis decide and, when it refuses, says why in our words:
+// go-redis's error can quote the URL.
 func checkRedisURL(raw string) error {
 	if raw == "" {
 		return nil
 	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return errors.New("not a valid URL")
-	case u.Scheme != "redis" && u.Scheme != "rediss":
-		return errors.New("scheme must be redis or rediss")
+	if err := urlShape(raw, "redis", "rediss"); err != nil {
+		return err
 	}
 	if _, err := redis.ParseURL(raw); err != nil {
-		return errors.New("not a valid Redis URL")
+		return describeRedisURL(raw)
 	}
 	return nil
 }

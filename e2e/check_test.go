@@ -61,7 +61,7 @@ func TestCheckCommandPassesAgainstRealStoresAndLeavesNoKeys(t *testing.T) {
 	if want := map[bool]int{true: 0, false: 1}[slow == 0]; code != want {
 		t.Fatalf("check exited %d, want %d\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
 	}
-	wantSummary := "check: " + strconv.Itoa(20-slow) + " passed, " + strconv.Itoa(slow) + " failed, 0 skipped; SET "
+	wantSummary := "check: " + strconv.Itoa(24-slow) + " passed, " + strconv.Itoa(slow) + " failed, 0 skipped; SET "
 	if summary := lines[len(lines)-1]; !strings.HasPrefix(summary, wantSummary) {
 		t.Errorf("summary = %q, want it to start %q", summary, wantSummary)
 	}
@@ -98,7 +98,7 @@ func TestCheckCommandWithoutRedisSkipsRedisScenarios(t *testing.T) {
 		t.Fatalf("check exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	for _, want := range []string{"SKIP redis.ping no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)\n", "SKIP redis.cleanup no Redis configured (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_CLUSTER_ADDRS)\n",
-		"PASS postgres.ping ", "PASS postgres.lookup-plan ", "check: 2 passed, 0 failed, 18 skipped; SET not measured, GET not measured\n"} {
+		"PASS postgres.ping ", "PASS postgres.trigger ", "PASS postgres.lookup-plan ", "check: 6 passed, 0 failed, 18 skipped; SET not measured, GET not measured\n"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}

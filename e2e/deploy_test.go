@@ -78,7 +78,7 @@ func TestDockerfileBuildsAStaticStampedBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	df := string(raw)
-	for _, want := range []string{"FROM gcr.io/distroless/static", "USER nonroot", "EXPOSE 8080",
+	for _, want := range []string{"FROM gcr.io/distroless/static", "USER 65532:65532", "EXPOSE 8080",
 		`HEALTHCHECK`, `"/authsidecar", "healthcheck"`, `ENTRYPOINT ["/authsidecar"]`, "ENV CGO_ENABLED=0"} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %q", want)

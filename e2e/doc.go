@@ -8,8 +8,11 @@
 // binary as a real process on free loopback ports, in front of a recording upstream and
 // against real Redis and Postgres, and cover the public listener's rules, the Redis keys,
 // the CLI and the check command, store faults, load, revocation across two replicas and
-// log hygiene; others read the alert rules, the compose file and the Dockerfile from the
-// module root.
+// log hygiene; others read the alert rules, the Grafana dashboard, the compose file and the
+// Dockerfiles from the module root, run the release script, render the Kubernetes manifests
+// and the Helm chart (with kustomize and helm, which scripts/tools.sh builds from their Go
+// modules and caches; without them the tests skip, and fail under CI) and run the database
+// Job's script against a real Postgres.
 //
 // The stores come from AUTHSIDECAR_TEST_REDIS_URL and AUTHSIDECAR_TEST_DATABASE_URL, which
 // scripts/test.sh sets to the local servers; each test creates its own database and Redis

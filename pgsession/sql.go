@@ -24,8 +24,9 @@ var (
 	//go:embed sql/notify.sql
 	notifySQL string
 
-	// roleSQL grants the least-privilege reader role "authsidecar" SELECT on the two
-	// tables and enables row-level security with a policy for it. The role must exist.
+	// roleSQL grants the least-privilege reader role (psql variable role, default
+	// "authsidecar") SELECT on the two tables and enables row-level security with a policy
+	// for it. The role must exist.
 	//
 	//go:embed sql/role.sql
 	roleSQL string
@@ -34,17 +35,15 @@ var (
 // DefaultChannel is the notification channel written in sql/notify.sql.
 const DefaultChannel = "authsidecar_session_changed"
 
-// defaultRole is the role name written in sql/role.sql.
-const defaultRole = "authsidecar"
+// roleVariable is how sql/role.sql names the role: psql's quoted-identifier interpolation
+// of the variable "role".
+const roleVariable = `:"role"`
 
 // migrateLock serialises concurrent migrations (several replicas starting at once), which
 // would otherwise race on CREATE ... IF NOT EXISTS. Arbitrary, fixed key.
 const migrateLock = "SELECT pg_advisory_xact_lock(7306384153017218926);\n"
 
-var (
-	channelPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-	rolePattern    = regexp.MustCompile(`\b` + defaultRole + `\b`)
-)
+var channelPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Execer runs SQL; *pgx.Conn and *pgxpool.Pool satisfy it.
 type Execer interface {
@@ -83,7 +82,7 @@ func CreateReaderRole(ctx context.Context, db Execer, role, password string) err
 	if password != "" {
 		create += " PASSWORD " + quoteLiteral(password)
 	}
-	script := create + ";\n" + rolePattern.ReplaceAllLiteralString(stripComments(roleSQL), ident)
+	script := create + ";\n" + strings.ReplaceAll(stripComments(roleSQL), roleVariable, ident)
 	if _, err := db.Exec(ctx, script); err != nil {
 		return fmt.Errorf("create reader role: %w", err)
 	}
@@ -91,12 +90,13 @@ func CreateReaderRole(ctx context.Context, db Execer, role, password string) err
 }
 
 // stripComments drops whole-line "--" comments, so a substituted name containing a line
-// break cannot escape a comment into executable SQL.
+// break cannot escape a comment into executable SQL, and psql's meta-commands (lines that
+// start with a backslash), which only psql understands.
 func stripComments(sql string) string {
 	lines := strings.Split(sql, "\n")
 	kept := lines[:0]
 	for _, line := range lines {
-		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+		if line := strings.TrimSpace(line); !strings.HasPrefix(line, "--") && !strings.HasPrefix(line, `\`) {
 			kept = append(kept, line)
 		}
 	}

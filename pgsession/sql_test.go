@@ -87,7 +87,7 @@ func TestShippedSQLUsesDefaults(t *testing.T) {
 	for _, c := range []struct{ name, sql, want string }{
 		{"schema", pgsession.SchemaSQL(), "CREATE TABLE IF NOT EXISTS platform.user_sessions"},
 		{"notify", pgsession.NotifySQL(), "'" + pgsession.DefaultChannel + "'"},
-		{"role", pgsession.RoleSQL(), "TO authsidecar USING (true)"},
+		{"role", pgsession.RoleSQL(), `\set role authsidecar`},
 	} {
 		if !strings.Contains(c.sql, c.want) {
 			t.Errorf("%s SQL lacks %q", c.name, c.want)

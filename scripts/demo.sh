@@ -3,23 +3,32 @@
 #
 #   scripts/demo.sh
 #
-# Installs Postgres, Redis, Node.js/npm and curl with apt-get when they are missing, starts
-# Postgres and Redis when they are down, (re)creates its own database "authsidecar_demo" with
-# the schema, change-notification trigger and the demo user (José Müller), builds and starts
-# the example Next.js app on 127.0.0.1:3000 and authsidecar on 127.0.0.1:8080 in front of it,
-# prints the curl commands to try, and stops everything it started on Ctrl-C.
+# First checks for Go >= go.mod's version (scripts/prereqs.sh; Debian's golang-go is too
+# old, so it is never installed: install Go from the official tarball). Then installs
+# Postgres, Redis, Node.js/npm and curl with apt-get when they are missing, starts Postgres
+# and Redis when they are down, (re)creates its own database "authsidecar_demo" and role
+# "authsidecar_demo" with the schema, change-notification trigger and the demo user (José
+# Müller), builds and starts the example Next.js app on 127.0.0.1:3000 and authsidecar on
+# 127.0.0.1:8080 in front of it, and prints the curl commands to try.
 #
-# Needs a Go toolchain able to build go.mod's version (Go >= 1.21 fetches it by itself).
+# On Ctrl-C (or any exit) it stops what it started and removes what it created: the
+# database, the role (unless it existed before) and the Redis keys under its prefix. It
+# says what it leaves: the packages it installed, examples/nextjs/node_modules and .next,
+# and its logs in tmp/demo. DEMO_KEEP=1 keeps the database, role and keys.
+#
 # Environment (all optional):
 #   DEMO_DB       database name                        (default authsidecar_demo)
 #   DEMO_REDIS_URL                                      (default redis://127.0.0.1:6379/0)
 #   LISTEN_ADDR   sidecar public listener              (default 127.0.0.1:8080)
 #   APP_PORT      example app port on 127.0.0.1        (default 3000)
 #   ADMIN_ADDR    sidecar admin listener               (default 127.0.0.1:9091)
+#   DEMO_KEEP     1: leave the database, role and Redis keys on exit
 
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/scripts/prereqs.sh"
+need_go || exit 1
 APP_DIR="$ROOT/examples/nextjs"
 DEMO_DB="${DEMO_DB:-authsidecar_demo}"
 DEMO_ROLE="authsidecar_demo"
@@ -32,6 +41,7 @@ KEY_PREFIX="authsidecar-demo:session:"
 TOKEN="authsidecar-demo-token"
 RUN_DIR="$ROOT/tmp/demo"          # logs and the binary (tmp/ is git-ignored)
 APP_PID="" SIDECAR_PID="" STARTED_PG="" STARTED_REDIS=0
+MADE_DB=0 MADE_ROLE=0 INSTALLED=""
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
@@ -58,6 +68,7 @@ stop_all() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null
   done
+  remove_demo_data
   if [ "$STARTED_REDIS" = 1 ]; then
     say "stopping the Redis this script started"
     redis-cli -u "$REDIS_URL" shutdown nosave >/dev/null 2>&1
@@ -66,8 +77,30 @@ stop_all() {
     say "stopping the Postgres cluster this script started ($STARTED_PG main)"
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$STARTED_PG" main stop >/dev/null 2>&1
   fi
-  say "logs kept in $RUN_DIR"
+  say "left in place: logs in $RUN_DIR, examples/nextjs/node_modules and .next${INSTALLED:+, the packages installed with apt-get ($INSTALLED)}"
   exit "$rc"
+}
+
+# remove_demo_data drops what the demo created, unless DEMO_KEEP=1.
+remove_demo_data() {
+  [ "$MADE_DB" = 1 ] || return 0   # stopped before it created anything
+  if [ "${DEMO_KEEP:-0}" = 1 ]; then
+    say "kept (DEMO_KEEP=1): database $DEMO_DB, role $DEMO_ROLE, Redis keys ${KEY_PREFIX}*"
+    return
+  fi
+  if [ "$STARTED_REDIS" != 1 ] && command -v redis-cli >/dev/null 2>&1; then
+    redis-cli -u "$REDIS_URL" --no-auth-warning --scan --pattern "${KEY_PREFIX}*" 2>/dev/null \
+      | xargs -r redis-cli -u "$REDIS_URL" --no-auth-warning del >/dev/null 2>&1
+    say "removed the Redis keys ${KEY_PREFIX}*"
+  fi
+  as_postgres psql -qX -d postgres -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)" >/dev/null 2>&1 \
+    && say "dropped the database $DEMO_DB" || say "could not drop the database $DEMO_DB"
+  if [ "$MADE_ROLE" = 1 ]; then
+    as_postgres psql -qX -d postgres -c "DROP ROLE IF EXISTS $DEMO_ROLE" >/dev/null 2>&1 \
+      && say "dropped the role $DEMO_ROLE" || say "could not drop the role $DEMO_ROLE"
+  else
+    say "kept the role $DEMO_ROLE: it existed before this run"
+  fi
 }
 trap stop_all EXIT
 trap 'exit 130' INT
@@ -91,17 +124,14 @@ command -v redis-server  >/dev/null 2>&1 || missing+=(redis-server)
 command -v curl          >/dev/null 2>&1 || missing+=(curl)
 command -v node          >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm           >/dev/null 2>&1 || missing+=(npm)
-command -v go            >/dev/null 2>&1 || missing+=(golang-go)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt-get)"
+  INSTALLED="${missing[*]}"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>18||(a===18&&b>=18)?0:1)' \
   || die "Node.js >= 18.18 is required by Next.js 15 (have $(node --version))"
-GO_MINOR="$(go env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
-[ "${GO_MINOR:-0}" -ge 21 ] 2>/dev/null \
-  || die "Go >= 1.21 is required to build go.mod's toolchain (have $(go version 2>/dev/null)); install a current Go release"
 
 # ------------------------------------------------------------------ Postgres
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -115,6 +145,8 @@ fi
 
 export PGOPTIONS="-c client_min_messages=warning"   # no NOTICE chatter from idempotent SQL
 say "creating database $DEMO_DB (dropped first if it exists)"
+[ "$(as_postgres psql -qXtA -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$DEMO_ROLE'")" = 1 ] || MADE_ROLE=1
+MADE_DB=1
 as_postgres psql -qX -v ON_ERROR_STOP=1 -d postgres >/dev/null <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DEMO_ROLE') THEN
@@ -198,9 +230,10 @@ cat <<EOF
     curl -X POST -H 'Authorization: Bearer $TOKEN' http://$HOSTPORT/api/auth/logout   # then the token is refused
   Browser: open http://$HOSTPORT/login, set the cookie  session=$TOKEN  and open /.
   Admin:   curl http://$ADMIN_ADDR/metrics
-  Logs:    $RUN_DIR/{app,sidecar}.log        (run again to reset the demo data)
+  Logs:    $RUN_DIR/{app,sidecar}.log
 
-  Ctrl-C stops everything this script started.
+  Ctrl-C stops everything this script started and removes the database $DEMO_DB, the
+  role $DEMO_ROLE and the Redis keys ${KEY_PREFIX}* (DEMO_KEEP=1 keeps them).
 EOF
 
 # Stay in the foreground until Ctrl-C, or until one of the two processes dies.

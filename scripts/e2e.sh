@@ -4,8 +4,8 @@
 #
 #   scripts/e2e.sh
 #
-# Needs: Go, Node >= 18.18 with npm (installed with apt-get when missing), curl, psql, a running
-# Postgres and Redis. Environment:
+# Needs: Go >= go.mod's version (checked first), Node >= 18.18 with npm (installed with
+# apt-get when missing), curl, psql, a running Postgres and Redis. Environment:
 #   AUTHSIDECAR_TEST_DATABASE_URL  Postgres URL of a role that may CREATE DATABASE
 #                                  (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
 #   AUTHSIDECAR_TEST_REDIS_URL     Redis URL (default redis://127.0.0.1:6379/0)
@@ -18,6 +18,8 @@
 set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/scripts/prereqs.sh"
+need_go
 APP_DIR="$ROOT/examples/nextjs"
 ADMIN_DB_URL="${AUTHSIDECAR_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 REDIS_URL="${AUTHSIDECAR_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The test command: starts (or installs) Redis and PostgreSQL if needed, then checks
+# The test command: checks for Go (>= go.mod's version) and a C compiler (for -race; gcc is
+# installed when missing), starts (or installs) Redis and PostgreSQL if needed, then checks
 # formatting, go vet, staticcheck, and runs every test with the race detector. Each test
 # creates its own database and Redis key prefix and removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/prereqs.sh
+need_go
+need_cc
 . scripts/services.sh
 ensure_redis
 ensure_postgres
