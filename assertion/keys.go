@@ -17,8 +17,17 @@ import (
 
 // LoadPrivateKey reads a PEM file holding an Ed25519 or P-256 private key, PKCS#8
 // ("PRIVATE KEY") or SEC 1 ("EC PRIVATE KEY", as `openssl ecparam -genkey` writes it,
-// EC PARAMETERS block included). Errors name what is wrong, never the key's bytes.
+// EC PARAMETERS block included). Errors are one line: the file, then what is wrong, never
+// the key's bytes.
 func LoadPrivateKey(path string) (crypto.Signer, error) {
+	k, err := loadPrivateKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", path, err)
+	}
+	return k, nil
+}
+
+func loadPrivateKey(path string) (crypto.Signer, error) {
 	blocks, err := readPEM(path)
 	if err != nil {
 		return nil, err
@@ -46,8 +55,16 @@ func LoadPrivateKey(path string) (crypto.Signer, error) {
 
 // LoadPublicKey reads a PEM file holding an Ed25519 or P-256 public key ("PUBLIC KEY"), or a
 // private key as LoadPrivateKey reads it, of which it returns the public half: a retired
-// key file can be published as it is.
+// key file can be published as it is. Errors are as LoadPrivateKey's.
 func LoadPublicKey(path string) (crypto.PublicKey, error) {
+	k, err := loadPublicKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", path, err)
+	}
+	return k, nil
+}
+
+func loadPublicKey(path string) (crypto.PublicKey, error) {
 	blocks, err := readPEM(path)
 	if err != nil {
 		return nil, err
@@ -65,7 +82,7 @@ func LoadPublicKey(path string) (crypto.PublicKey, error) {
 		}
 		return k, nil
 	}
-	priv, err := LoadPrivateKey(path)
+	priv, err := loadPrivateKey(path)
 	if err != nil {
 		return nil, errors.New("holds no PUBLIC KEY, PRIVATE KEY or EC PRIVATE KEY block")
 	}
@@ -79,7 +96,7 @@ func readPEM(path string) ([]*pem.Block, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err // the caller names the file
 		}
-		return nil, fmt.Errorf("cannot read %q: %w", path, err)
+		return nil, fmt.Errorf("cannot read: %w", err)
 	}
 	var blocks []*pem.Block
 	for {
@@ -91,7 +108,7 @@ func readPEM(path string) ([]*pem.Block, error) {
 		blocks = append(blocks, b)
 	}
 	if len(blocks) == 0 {
-		return nil, fmt.Errorf("%q is not a PEM file", path)
+		return nil, errors.New("not a PEM file")
 	}
 	return blocks, nil
 }

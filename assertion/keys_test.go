@@ -83,7 +83,7 @@ func TestLoadPrivateKeyRefusesWhatItCannotUse(t *testing.T) {
 		name, path, want string
 	}{
 		{"missing file", filepath.Join(t.TempDir(), "nope.pem"), "cannot read"},
-		{"not PEM", writeFile(t, "-----BEGIN nothing"), "is not a PEM file"},
+		{"not PEM", writeFile(t, "-----BEGIN nothing"), "not a PEM file"},
 		{"P-384", writePEM(t, pkcs8(t, p384)), "only P-256"},
 		{"RSA", writePEM(t, pkcs8(t, rsaKey)), "not supported"},
 		{"public key only", writePEM(t, pkix(t, edPub)), "no PRIVATE KEY"},

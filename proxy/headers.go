@@ -130,12 +130,13 @@ func hasFoldPrefix(s, prefix string) bool {
 	return true
 }
 
-// setIdentity sets the identity headers of a validated session, omitting empty fields. The
-// client's own identity headers were stripped before, so nothing of theirs survives.
+// setIdentity sets the identity headers of a validated session, omitting empty fields, and
+// X-Auth-Assertion unless assertion is "". The client's own identity headers were stripped
+// before, so nothing of theirs survives.
 // The values share one backing array (each header a one-element, full-capacity slice of
-// it, so an append by a later handler copies): one allocation instead of seven per request.
-func setIdentity(h http.Header, s pgsession.Session) {
-	vals := make([]string, 0, 7)
+// it, so an append by a later handler copies): one allocation instead of eight per request.
+func setIdentity(h http.Header, s pgsession.Session, assertion string) {
+	vals := make([]string, 0, 8)
 	set := func(k, v string) {
 		if v != "" {
 			vals = append(vals, encodeHeaderValue(v))
@@ -150,6 +151,11 @@ func setIdentity(h http.Header, s pgsession.Session) {
 	set("X-User-Last-Name", s.LastName)
 	set("X-Session-Id", s.ID)
 	set("X-Session-Expires-At", formatTime(s.ExpiresAt))
+	if assertion != "" {
+		vals = append(vals, assertion) // base64url and dots: nothing to encode
+		n := len(vals)
+		h["X-Auth-Assertion"] = vals[n-1 : n : n]
+	}
 }
 
 // formatTime renders a timestamp as RFC 3339, UTC, whole seconds; the zero time (NULL) as "".
