@@ -54,7 +54,7 @@ type Config struct {
 	TrustedProxies []netip.Prefix `env:"TRUSTED_PROXIES" help:"comma-separated CIDRs or IPs of load balancers in front; only from these is an incoming X-Forwarded-For chain kept, from anyone else it is replaced"`
 	// InvalidTokenRate is how many invalid tokens per second one client address may
 	// present, in bursts of twice that; 0 disables the limit.
-	InvalidTokenRate int `env:"INVALID_TOKEN_RATE" envDefault:"20" help:"invalid tokens per second per client address (the peer, or the first untrusted X-Forwarded-For hop), bursts of twice that; past it, 429 for tokens no cache knows; 0 disables"`
+	InvalidTokenRate int `env:"INVALID_TOKEN_RATE" envDefault:"20" help:"invalid tokens per second per client address (the peer, or the first untrusted X-Forwarded-For hop), bursts of twice that; past it, 429 and no lookup for any token but a cached valid session; 0 disables"`
 	// BodyIdleTimeout cuts a forwarded request body that stalls this long; 0 disables.
 	BodyIdleTimeout time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"30s" help:"a request body that makes no progress this long is cut: the app sees it aborted, the client gets 408; 0 disables"`
 	// SessionCookie names the cookie read when there is no Authorization
