@@ -2,14 +2,16 @@ package assertion
 
 import (
 	"hash/maphash"
+	"math"
 	"sync"
 )
 
 // cacheShards spreads sessions over locks, so concurrent requests rarely share one.
 const cacheShards = 16
 
-// cache keeps the last assertion signed for each session, bounded: a full shard first drops
-// the assertions due for renewal, then, if none is, an arbitrary one (Go's map order).
+// cache keeps the last assertion signed for each session, bounded: a full shard drops the
+// assertions due for renewal among a random sample (Go's map order), or the one nearest to
+// renewal.
 type cache struct {
 	seed     maphash.Seed
 	perShard int
@@ -74,18 +76,24 @@ func (c *cache) put(k cacheKey, token string, refreshAt, iat int64) {
 const evictSample = 32
 
 // evict makes room in a full shard: it drops the entries due for renewal among a random
-// sample, or, if none is, the last one it sampled.
+// sample or, if none is, the one of the sample nearest to renewal.
 func (c *cache) evict(m map[string]cached, now int64) {
-	n, freed, last := 0, false, min(len(m), evictSample)
+	n, freed := 0, false
+	var soonest string
+	first := int64(math.MaxInt64)
 	for sid, e := range m {
-		n++
-		if e.refreshAt <= now || (n == last && !freed) {
+		if e.refreshAt <= now {
 			delete(m, sid)
 			freed = true
+		} else if e.refreshAt < first {
+			soonest, first = sid, e.refreshAt
 		}
-		if n == last {
-			return
+		if n++; n == evictSample {
+			break
 		}
+	}
+	if !freed {
+		delete(m, soonest)
 	}
 }
 

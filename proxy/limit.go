@@ -114,8 +114,9 @@ const (
 // limiter is a token bucket per client address, filled at rate per second up to burst,
 // that invalid tokens spend. A client that is not tracked has a full bucket, so a bucket
 // that has refilled is worth nothing and is the first to go when a shard is full; when none
-// has, a random one goes (its client starts again with a full burst: a flood from more
-// addresses than the limiter holds costs at most a burst per address it pushes out).
+// has, the fullest of a random sample goes (its client starts again with a full burst: a
+// flood from more addresses than the limiter holds costs at most a burst per address it
+// pushes out).
 type limiter struct {
 	rate, burst float64
 	now         func() time.Time
@@ -204,18 +205,25 @@ func (l *limiter) spend(a netip.Addr) {
 }
 
 // evict drops the refilled buckets among a random sample of a full shard or, if none has
-// refilled, the last one sampled.
+// refilled, the fullest one sampled: a client deep in its limit is the last to be forgotten.
 func (l *limiter) evict(m map[netip.Addr]bucket, t int64) {
-	n, freed, last := 0, false, min(len(m), limiterSample)
+	n, freed := 0, false
+	var fullest netip.Addr
+	most := math.Inf(-1)
 	for a, b := range m {
-		n++
-		if l.level(b, t) >= l.burst || (n == last && !freed) {
+		level := l.level(b, t)
+		if level >= l.burst {
 			delete(m, a)
 			freed = true
+		} else if level > most {
+			fullest, most = a, level
 		}
-		if n == last {
-			return
+		if n++; n == limiterSample {
+			break
 		}
+	}
+	if !freed {
+		delete(m, fullest)
 	}
 }
 
