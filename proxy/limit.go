@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,43 +17,37 @@ import (
 	"github.com/authsidecar/authsidecar/internal/respond"
 )
 
-// validate answers a well-formed token. Without a limit it is Validate. With one, the caches
-// answer first (a valid cached session is never limited, and costs what Validate would);
-// only a token that no cache knows needs the client to be within its invalid-token limit
-// before Postgres is asked, and only a token that turns out invalid is counted against it.
-// A client past its limit gets 429 for every token that is not a cached valid session.
-//
-// The cost of this order is one more cache read for a token no cache knows (ValidateCached,
-// then Validate, which looks again): it falls on requests that go to Postgres anyway, and
-// keeps the limiter off the path of every cached session.
+// validate answers a well-formed token. Without a limit it is Validate. With one, a client
+// within its invalid-token limit is validated as usual, and each token that turns out
+// invalid spends from its bucket; valid tokens never do. A client past its limit is answered
+// from the caches only (ValidateCached): a cached valid session goes on, anything else gets
+// 429 and costs no lookup. While no client is tracked at all, which is the usual state, the
+// limit costs one atomic load.
 func (h *Handler) validate(r *http.Request, token string) (authcache.Result, error) {
+	ctx := r.Context()
 	if h.limit == nil {
-		return h.opts.Auth.Validate(r.Context(), token)
+		return h.opts.Auth.Validate(ctx, token)
 	}
-	res, err := h.opts.Auth.ValidateCached(r.Context(), token)
-	switch {
-	case err == nil:
-		return res, nil
-	case errors.Is(err, authcache.ErrNotCached):
-		client := h.clientAddr(r)
-		if err := h.limit.allow(client); err != nil {
-			return res, err
+	var client netip.Addr
+	if !h.limit.idle() {
+		client = h.clientAddr(r)
+		if ok, wait := h.limit.allow(client); !ok {
+			res, err := h.opts.Auth.ValidateCached(ctx, token)
+			if err == nil || ctx.Err() != nil {
+				return res, err
+			}
+			h.limit.limited.Inc()
+			return res, respond.TooManyRequests(wait)
 		}
-		res, err = h.opts.Auth.Validate(r.Context(), token)
-		if errors.Is(err, authcache.ErrInvalid) {
-			h.limit.spend(client)
-		}
-		return res, err
-	case errors.Is(err, authcache.ErrInvalid):
-		client := h.clientAddr(r)
-		if err := h.limit.allow(client); err != nil {
-			return res, err
+	}
+	res, err := h.opts.Auth.Validate(ctx, token)
+	if errors.Is(err, authcache.ErrInvalid) {
+		if !client.IsValid() {
+			client = h.clientAddr(r)
 		}
 		h.limit.spend(client)
-		return res, err
-	default:
-		return res, err
 	}
+	return res, err
 }
 
 // clientAddr is the address a request's invalid tokens are counted against: the peer, or,
@@ -123,6 +118,7 @@ type limiter struct {
 	epoch       time.Time // monotonic origin of bucket times
 	seed        maphash.Seed
 	shards      [limiterShards]limiterShard
+	clients     atomic.Int64 // buckets held, over all shards
 	limited     prometheus.Counter
 }
 
@@ -167,23 +163,29 @@ func (l *limiter) level(b bucket, t int64) float64 {
 	return min(l.burst, b.tokens+l.rate*float64(t-b.at)/float64(time.Second))
 }
 
-// allow returns nil while the client has a whole token left, else the 429 to answer, with
-// the seconds until it has one again.
-func (l *limiter) allow(a netip.Addr) error {
+// idle reports that no client is tracked: every bucket is full.
+func (l *limiter) idle() bool { return l.clients.Load() == 0 }
+
+// allow reports whether the client has a whole token left; if not, the seconds until it has
+// one again. A bucket found refilled is dropped: untracked is the same, and idle stays cheap.
+func (l *limiter) allow(a netip.Addr) (bool, int) {
 	s := l.shard(a)
 	t := l.clock()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	b, ok := s.m[a]
-	s.mu.Unlock()
 	if !ok {
-		return nil
+		return true, 0
 	}
 	tokens := l.level(b, t)
-	if tokens >= 1 {
-		return nil
+	if tokens >= l.burst {
+		delete(s.m, a)
+		l.clients.Add(-1)
 	}
-	l.limited.Inc()
-	return respond.TooManyRequests(int(math.Ceil((1 - tokens) / l.rate)))
+	if tokens >= 1 {
+		return true, 0
+	}
+	return false, int(math.Ceil((1 - tokens) / l.rate))
 }
 
 // spend takes one token from the client's bucket. Lookups that were allowed concurrently
@@ -197,24 +199,26 @@ func (l *limiter) spend(a netip.Addr) {
 	b, ok := s.m[a]
 	if !ok {
 		if len(s.m) >= limiterPerShard {
-			l.evict(s.m, t)
+			l.clients.Add(-int64(l.evict(s.m, t)))
 		}
 		b = bucket{tokens: l.burst, at: t}
+		l.clients.Add(1)
 	}
 	s.m[a] = bucket{tokens: l.level(b, t) - 1, at: t}
 }
 
 // evict drops the refilled buckets among a random sample of a full shard or, if none has
 // refilled, the fullest one sampled: a client deep in its limit is the last to be forgotten.
-func (l *limiter) evict(m map[netip.Addr]bucket, t int64) {
-	n, freed := 0, false
+// It returns how many it dropped.
+func (l *limiter) evict(m map[netip.Addr]bucket, t int64) int {
+	n, freed := 0, 0
 	var fullest netip.Addr
 	most := math.Inf(-1)
 	for a, b := range m {
 		level := l.level(b, t)
 		if level >= l.burst {
 			delete(m, a)
-			freed = true
+			freed++
 		} else if level > most {
 			fullest, most = a, level
 		}
@@ -222,9 +226,11 @@ func (l *limiter) evict(m map[netip.Addr]bucket, t int64) {
 			break
 		}
 	}
-	if !freed {
+	if freed == 0 {
 		delete(m, fullest)
+		freed = 1
 	}
+	return freed
 }
 
 // tracked is the number of clients held, for tests.

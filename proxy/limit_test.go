@@ -132,6 +132,13 @@ func TestInvalidTokenFloodStopsAtTheBurst(t *testing.T) {
 	if got := rig.auth.lookupCount() - before; got != 5 {
 		t.Errorf("%d lookups a second later, want 5", got)
 	}
+	// Once every bucket has refilled, the limiter forgets its clients and costs nothing.
+	rig.clock.advance(10 * time.Second)
+	rig.get(t, flooder, "good", nil)
+	rig.get(t, "192.0.2.2", "good", nil)
+	if !rig.h.limit.idle() {
+		t.Errorf("%d clients still tracked after their buckets refilled", rig.h.limit.clients.Load())
+	}
 }
 
 func TestValidTokensNeverSpendTheBucket(t *testing.T) {
@@ -228,7 +235,10 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	for i := range 70_000 {
 		l.spend(netip.AddrFrom4([4]byte{172, byte(i >> 16), byte(i >> 8), byte(i)}))
 	}
-	if l.allow(victim) == nil {
-		t.Error("a limited client was evicted while refilled buckets were there to drop")
+	if ok, _ := l.allow(victim); ok {
+		t.Error("a limited client was evicted while fuller buckets were there to drop")
+	}
+	if int(l.clients.Load()) != l.tracked() {
+		t.Errorf("the count of tracked clients (%d) drifted from the maps (%d)", l.clients.Load(), l.tracked())
 	}
 }
