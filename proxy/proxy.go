@@ -340,5 +340,5 @@ func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	} else {
 		h.log.Warn("upstream unreachable", zap.String("error", clipped(err.Error(), maxLogError)))
 	}
-	respond.WriteError(w, respond.ErrBadGateway)
+	refuse(w, r, respond.ErrBadGateway)
 }
