@@ -59,12 +59,15 @@ type Options struct {
 	// lets a body stall forever.
 	BodyIdleTimeout time.Duration
 	// InvalidTokenRate is how many invalid tokens per second one client address may present
-	// (bursts of twice that) before it gets 429 for tokens no cache knows; 0 is no limit.
+	// (bursts of twice that) before it gets 429, and no lookup, for every token but a cached
+	// valid session; 0 is no limit.
 	InvalidTokenRate int
 	// Assertions, if set, signs the identity of every forwarded authenticated request into
-	// X-Auth-Assertion, and answers JWKSPath (GET, HEAD) with its JWKS.
+	// X-Auth-Assertion (and into VALIDATE_PATH's answer), and answers JWKSPath (GET, HEAD)
+	// with its JWKS.
 	Assertions *assertion.Signer
-	JWKSPath   string
+	// JWKSPath is answered by the sidecar when Assertions is set; otherwise it is the app's.
+	JWKSPath string
 	// Revalidate is how often a long-lived request (WebSocket, stream) re-checks its
 	// session; it is closed once the session is revoked or expires. Zero means one second.
 	Revalidate time.Duration
