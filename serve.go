@@ -143,11 +143,17 @@ type servers struct {
 func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context, reg *prometheus.Registry) (*servers, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		st.health, st.store)
+	signer, err := newAssertions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	handler := proxy.New(proxy.Options{
 		Upstream: cfg.UpstreamURL, Auth: st.cache, Health: st.health,
 		PublicPaths: cfg.PublicPaths, LogoutPaths: cfg.LogoutPaths,
 		TrustedProxies: cfg.TrustedProxies, SessionCookie: cfg.SessionCookie,
 		ValidatePath: cfg.ValidatePath, HealthPath: cfg.HealthPath,
+		BodyIdleTimeout: cfg.BodyIdleTimeout, InvalidTokenRate: cfg.InvalidTokenRate,
+		Assertions: signer, JWKSPath: cfg.JWKSPath,
 		Logger: log.Named("proxy"), Registerer: reg,
 	})
 	s := &servers{handler: handler}
@@ -163,11 +169,11 @@ func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.C
 		Handler: admin.New(admin.Options{
 			Auth: st.cache, Ready: st.store.Ping, Token: cfg.AdminToken, Logger: log.Named("admin"),
 			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			JWKS:    jwksHandler(signer),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("admin")),
 	}
-	var err error
 	if s.publicLn, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 		return nil, fmt.Errorf("LISTEN_ADDR: %w", err)
 	}

@@ -1,5 +1,6 @@
 // Package admin is the internal listener (ADMIN_ADDR): liveness and readiness probes,
-// Prometheus metrics and, with a token, the eviction API. It is meant for the Pod's
+// Prometheus metrics, the JWKS of the identity assertions and, with a token, the eviction
+// API. It is meant for the Pod's
 // network, never the public one.
 package admin
 
@@ -31,6 +32,7 @@ type Options struct {
 	Ready   func(ctx context.Context) error // nil error: Postgres answers
 	Metrics http.Handler                    // nil: no /metrics
 	Token   string                          // "" disables /admin/*
+	JWKS    http.Handler                    // nil: no /.well-known/jwks.json
 	Logger  *zap.Logger
 }
 
@@ -45,8 +47,8 @@ var (
 	errBadBody      = respond.BadRequest(`body must be JSON {"token"}, {"tokenHash"} or {"userId"}`)
 )
 
-// New returns the internal listener's handler: /healthz, /readyz, /metrics and, with a
-// token, POST /admin/invalidate.
+// New returns the internal listener's handler: /healthz, /readyz, /metrics, the JWKS at
+// /.well-known/jwks.json and, with a token, POST /admin/invalidate.
 func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -67,6 +69,10 @@ func New(o Options) http.Handler {
 	})
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.JWKS != nil {
+		// The keys that verify X-Auth-Assertion, for an app in the same Pod.
+		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
 	if o.Token != "" {
 		mux.Handle("POST /admin/invalidate", &invalidateHandler{o: o, want: sha256.Sum256([]byte(o.Token))})

@@ -72,6 +72,11 @@ type Config struct {
 	// TrustedProxies are the networks whose X-Forwarded-For chain is kept;
 	// a bare address is read as a single-host prefix.
 	TrustedProxies []netip.Prefix `env:"TRUSTED_PROXIES" help:"comma-separated CIDRs or IPs of load balancers in front; only from these is an incoming X-Forwarded-For chain kept, from anyone else it is replaced"`
+	// InvalidTokenRate is how many invalid tokens per second one client address may
+	// present, in bursts of twice that; 0 disables the limit.
+	InvalidTokenRate int `env:"INVALID_TOKEN_RATE" envDefault:"20" help:"invalid tokens per second per client address (the peer, or the first untrusted X-Forwarded-For hop), bursts of twice that; past it, 429 and no lookup for any token but a cached valid session; 0 disables"`
+	// BodyIdleTimeout cuts a forwarded request body that stalls this long; 0 disables.
+	BodyIdleTimeout time.Duration `env:"BODY_IDLE_TIMEOUT" envDefault:"30s" help:"a request body that makes no progress this long is cut: the app sees it aborted, the client gets 408; 0 disables"`
 	// SessionCookie names the cookie read when there is no Authorization
 	// header; empty means cookies are not read.
 	SessionCookie string `env:"SESSION_COOKIE" help:"cookie to read the token from when there is no Authorization header"`
@@ -82,6 +87,18 @@ type Config struct {
 	ValidatePath string `env:"VALIDATE_PATH" envDefault:"/api/auth/validate" help:"answered by the sidecar itself: 200 with the session as JSON, 401 or 503"`
 	// HealthPath is answered by the sidecar with the health document.
 	HealthPath string `env:"HEALTH_PATH" envDefault:"/api/health/redis" help:"answered by the sidecar itself with the Redis health document"`
+	// JWKSPath is answered by the sidecar with the JWKS when IdentityJWTKey is set.
+	JWKSPath string `env:"JWKS_PATH" envDefault:"/.well-known/authsidecar/jwks.json" help:"with IDENTITY_JWT_KEY, answered by the sidecar itself with the public keys (JWKS); also /.well-known/jwks.json on ADMIN_ADDR"`
+	// IdentityJWTKey is the path of the PEM private key that signs X-Auth-Assertion;
+	// empty sends no assertion.
+	IdentityJWTKey string `env:"IDENTITY_JWT_KEY" help:"path of a PEM Ed25519 or P-256 private key (PKCS#8 or EC PRIVATE KEY); every authenticated request then carries X-Auth-Assertion, a JWT signed with it"`
+	// IdentityJWTIssuer is the assertion's iss claim.
+	IdentityJWTIssuer string `env:"IDENTITY_JWT_ISSUER" envDefault:"authsidecar" help:"iss claim of X-Auth-Assertion"`
+	// IdentityJWTAudience is the assertion's aud claim; normalize sets it to the origin
+	// of UpstreamURL when it is empty.
+	IdentityJWTAudience string `env:"IDENTITY_JWT_AUDIENCE" help:"aud claim of X-Auth-Assertion; empty means the origin of UPSTREAM_URL (http://app:3000)"`
+	// IdentityJWTPreviousKeys are PEM key paths published in the JWKS but not used to sign.
+	IdentityJWTPreviousKeys []string `env:"IDENTITY_JWT_PREVIOUS_KEYS" help:"comma-separated paths of retired PEM keys (public or private), published in the JWKS only, for rotation"`
 	// RedisPoolSize is the go-redis PoolSize.
 	RedisPoolSize int `env:"REDIS_POOL_SIZE" envDefault:"10" help:"go-redis pool size"`
 	// RedisMinIdle is the go-redis MinIdleConns, at most RedisPoolSize.

@@ -42,6 +42,12 @@ func defaults() config.Config {
 		LogLevel:         "info",
 		LogFormat:        "json",
 		ShutdownTimeout:  15 * time.Second,
+
+		// Trust at the seams (issue 12).
+		InvalidTokenRate:  20,
+		BodyIdleTimeout:   30 * time.Second,
+		JWKSPath:          "/.well-known/authsidecar/jwks.json",
+		IdentityJWTIssuer: "authsidecar",
 	}
 }
 
@@ -169,6 +175,15 @@ func nonDefaultEnviron() map[string]string {
 		"LOG_LEVEL":           "DEBUG",
 		"LOG_FORMAT":          "console",
 		"SHUTDOWN_TIMEOUT":    "1m",
+
+		// Trust at the seams (issue 12).
+		"INVALID_TOKEN_RATE":         "0",
+		"BODY_IDLE_TIMEOUT":          "0",
+		"JWKS_PATH":                  "/keys/../jwks",
+		"IDENTITY_JWT_KEY":           "testdata/identity-key.pem",
+		"IDENTITY_JWT_ISSUER":        "https://auth.example.test",
+		"IDENTITY_JWT_AUDIENCE":      "app",
+		"IDENTITY_JWT_PREVIOUS_KEYS": " testdata/identity-previous.pub.pem, testdata/identity-key.pem ,",
 	}
 }
 
@@ -216,6 +231,14 @@ func nonDefaultConfig(tb testing.TB) config.Config {
 		LogLevel:         "debug",
 		LogFormat:        "console",
 		ShutdownTimeout:  time.Minute,
+
+		InvalidTokenRate:        0,
+		BodyIdleTimeout:         0,
+		JWKSPath:                "/jwks",
+		IdentityJWTKey:          "testdata/identity-key.pem",
+		IdentityJWTIssuer:       "https://auth.example.test",
+		IdentityJWTAudience:     "app",
+		IdentityJWTPreviousKeys: []string{"testdata/identity-previous.pub.pem", "testdata/identity-key.pem"},
 	}
 }
 
@@ -302,6 +325,13 @@ func TestDBNotifyURLDefaultsToDatabaseURL(t *testing.T) {
 	c := mustLoad(t, map[string]string{"DATABASE_URL": "postgres://db/app"})
 	if c.DBNotifyURL != "postgres://db/app" {
 		t.Fatalf("DBNotifyURL = %q, want DATABASE_URL", c.DBNotifyURL)
+	}
+}
+
+func TestIdentityAudienceDefaultsToTheUpstreamOrigin(t *testing.T) {
+	got := mustLoad(t, map[string]string{"UPSTREAM_URL": "https://user:pw@app.internal:3000/base/"})
+	if got.IdentityJWTAudience != "https://app.internal:3000" {
+		t.Errorf("IDENTITY_JWT_AUDIENCE = %q, want the upstream's origin", got.IdentityJWTAudience)
 	}
 }
 

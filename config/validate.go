@@ -45,6 +45,7 @@ func (c *Config) normalize(p *problems) {
 	c.HealthPath = cleanAbsolute(c.HealthPath)
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	c.LogFormat = strings.ToLower(c.LogFormat)
+	c.normalizeSeams()
 }
 
 // validate checks every value that parsed against its allowed range.
@@ -78,6 +79,7 @@ func (c *Config) validate(p *problems) {
 	p.check("LOG_LEVEL", oneOf(c.LogLevel, "debug", "info", "warn", "error", "dpanic", "panic", "fatal"))
 	p.check("LOG_FORMAT", oneOf(c.LogFormat, "json", "console"))
 	p.check("SHUTDOWN_TIMEOUT", positive(c.ShutdownTimeout))
+	c.validateSeams(p)
 }
 
 // validateRedis checks the go-redis pool settings.

@@ -164,7 +164,8 @@ func echoWebSocket(closed chan<- chan struct{}) http.HandlerFunc {
 			defer close(done)
 		}
 		defer conn.Close()
-		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Echo-User: %s\r\n\r\n", r.Header.Get("X-User-Id"))
+		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Echo-User: %s\r\n"+
+			"Sec-WebSocket-Accept: %s\r\n\r\n", r.Header.Get("X-User-Id"), websocketAccept(r.Header.Get("Sec-WebSocket-Key")))
 		if rw.Flush() != nil {
 			return
 		}

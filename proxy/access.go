@@ -15,11 +15,13 @@ import (
 	"github.com/authsidecar/authsidecar/authcache"
 )
 
-// responseWriter records the status for the access log and metrics. Unwrap lets
+// responseWriter records the status for the access log and metrics, and carries the
+// forwarded body to upstreamError. Unwrap lets
 // http.ResponseController (which ReverseProxy uses) reach Flush and Hijack underneath.
 type responseWriter struct {
 	http.ResponseWriter
 	status int
+	body   *bodyReader // the forwarded request's body, if it has one
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -75,15 +77,25 @@ func (h *Handler) logAccess(w *responseWriter, r *http.Request, ev *accessEvent)
 	}
 	h.m.count(status)
 	if ce := h.log.Check(zap.InfoLevel, "request"); ce != nil {
-		ce.Write(
-			zap.String("method", r.Method),
-			zap.String("path", r.URL.Path),
+		method, cutMethod := clip(r.Method, maxLogMethod)
+		path, cutPath := clip(r.URL.Path, maxLogPath)
+		agent, cutAgent := clip(r.Header.Get("User-Agent"), maxLogUserAgent)
+		fields := [...]zap.Field{
+			zap.String("method", method),
+			zap.String("path", path),
 			zap.Int("status", status),
 			zap.Duration("duration", time.Since(ev.start)),
 			zap.String("userId", ev.userID),
 			zap.String("source", string(ev.layer)),
 			zap.String("requestId", ev.requestID),
-		)
+			zap.String("userAgent", agent),
+			zap.Bool("truncated", true),
+		}
+		n := len(fields)
+		if !cutMethod && !cutPath && !cutAgent {
+			n-- // the field appears only on a line that was cut
+		}
+		ce.Write(fields[:n]...)
 	}
 }
 

@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/authsidecar/authsidecar/assertion"
 	"github.com/authsidecar/authsidecar/authcache"
 	"github.com/authsidecar/authsidecar/pgsession"
 	"github.com/authsidecar/authsidecar/proxy"
@@ -91,17 +94,49 @@ func serveBench(b *testing.B, h http.Handler) {
 	}
 }
 
-func benchHandler(log *zap.Logger) *proxy.Handler {
+func benchHandler(log *zap.Logger) *proxy.Handler { return benchHandlerWith(log, nil) }
+
+// benchHandlerWith is benchHandler with mod applied to its options.
+func benchHandlerWith(log *zap.Logger, mod func(*proxy.Options)) *proxy.Handler {
 	cache := authcache.New(benchSource{}, authcache.Options{
 		SessionTTL: 5 * time.Minute, NegativeTTL: 5 * time.Second,
 		LocalTTL: time.Hour, LocalSize: 100000, LookupTimeout: time.Second,
 	})
-	return proxy.New(proxy.Options{
+	o := proxy.Options{
 		Upstream: &url.URL{Scheme: "http", Host: "127.0.0.1:3000"}, Auth: cache,
 		PublicPaths: []string{"/_next/static"}, LogoutPaths: []string{"/api/auth/logout"},
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis",
 		Transport: benchApp{}, Logger: log,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	return proxy.New(o)
+}
+
+// benchAssertions is the handler with IDENTITY_JWT_KEY (Ed25519) and INVALID_TOKEN_RATE at
+// its default, keeping up to cacheSize signed assertions (0: signing every request).
+func benchAssertions(b *testing.B, cacheSize int) *proxy.Handler {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := assertion.New(assertion.Options{Key: key, Issuer: "authsidecar", Audience: "http://127.0.0.1:3000", CacheSize: cacheSize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchHandlerWith(zap.NewNop(), func(o *proxy.Options) {
+		o.Assertions, o.JWKSPath, o.InvalidTokenRate = signer, "/.well-known/authsidecar/jwks.json", 20
 	})
+}
+
+// BenchmarkHandlerLocalHitAssertion is BenchmarkHandlerLocalHit with a signed
+// X-Auth-Assertion on every request, reused for the session as in production.
+func BenchmarkHandlerLocalHitAssertion(b *testing.B) {
+	serveBench(b, benchAssertions(b, 1000))
+}
+
+// BenchmarkHandlerLocalHitAssertionNoReuse signs the assertion on every request: the cost
+// reuse saves.
+func BenchmarkHandlerLocalHitAssertionNoReuse(b *testing.B) {
+	serveBench(b, benchAssertions(b, 0))
 }
 
 // BenchmarkHandlerLocalHit is a protected request answered by the in-process cache, access

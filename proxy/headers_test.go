@@ -7,15 +7,19 @@ import (
 	"testing"
 )
 
-func TestStripIdentity(t *testing.T) {
+func TestStripClientHeaders(t *testing.T) {
 	h := http.Header{}
 	spoofed := []string{"X-User-Id", "x-user-email", "X_User_Id", "x_USER-first_name", "X-Session-Id",
-		"X_SESSION_EXPIRES_AT", "X-Auth-Signature", "x_auth_signature", "X-User-Anything"}
-	kept := []string{"X-Username", "X-Auth-Signature2", "X-Sessionid", "Authorization", "X-Request-Id"}
+		"X_SESSION_EXPIRES_AT", "X-Auth-Signature", "x_auth_signature", "X-User-Anything",
+		"X-Auth-Assertion", "x_auth_ASSERTION",
+		"X-Middleware-Subrequest", "x_middleware_subrequest", "X-MIDDLEWARE-SUBREQUEST-ID",
+		"X-Invoke-Path", "x_invoke_query", "X-Invoke-Status", "X-Now-Route-Matches", "x_now_route_matches"}
+	kept := []string{"X-Username", "X-Auth-Signature2", "X-Sessionid", "Authorization", "X-Request-Id",
+		"X-Auth-Assertions", "X-Middleware-Prefetch", "X-Invoked", "X-Now-Route", "Next-Router-State-Tree"}
 	for _, k := range append(spoofed, kept...) {
 		h[k] = []string{"v"} // as sent, not canonicalised
 	}
-	stripIdentity(h)
+	stripClientHeaders(h)
 	for _, k := range spoofed {
 		if _, ok := h[k]; ok {
 			t.Errorf("%s survived", k)
@@ -52,9 +56,12 @@ func FuzzStripIdentity(f *testing.F) {
 	f.Add("X-User-Id")
 	f.Add("x_session_x")
 	f.Add("X-AUTH-SIGNATURE")
+	f.Add("x_Auth_Assertion")
+	f.Add("X-Middleware-Subrequest")
+	f.Add("x_invoke_path")
 	f.Fuzz(func(t *testing.T, name string) {
 		h := http.Header{name: {"v"}}
-		stripIdentity(h)
+		stripClientHeaders(h)
 		norm := strings.Map(func(r rune) rune {
 			switch {
 			case r >= 'A' && r <= 'Z':
@@ -64,7 +71,9 @@ func FuzzStripIdentity(f *testing.F) {
 			}
 			return r
 		}, name)
-		spoof := strings.HasPrefix(norm, "x-user-") || strings.HasPrefix(norm, "x-session-") || norm == "x-auth-signature"
+		spoof := strings.HasPrefix(norm, "x-user-") || strings.HasPrefix(norm, "x-session-") ||
+			norm == "x-auth-signature" || norm == "x-auth-assertion" ||
+			strings.HasPrefix(norm, "x-middleware-subrequest") || strings.HasPrefix(norm, "x-invoke-") || norm == "x-now-route-matches"
 		if _, kept := h[name]; kept == spoof {
 			t.Fatalf("header %q: kept = %v, but spoofable = %v", name, kept, spoof)
 		}

@@ -24,9 +24,13 @@ func (h *Handler) markLogout(r *http.Request, p string) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), logoutKey{}, authcache.HashToken(token)))
 }
 
-// modifyResponse evicts a logged-out session before the app's answer reaches the client,
-// so the client cannot race its own logout with a cached token.
+// modifyResponse checks a protocol switch (checkHandshake: an error makes it a 502) and
+// evicts a logged-out session before the app's answer reaches the client, so the client
+// cannot race its own logout with a cached token.
 func (h *Handler) modifyResponse(resp *http.Response) error {
+	if err := checkHandshake(resp); err != nil {
+		return err
+	}
 	hash, ok := resp.Request.Context().Value(logoutKey{}).(string)
 	if !ok || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil

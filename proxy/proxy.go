@@ -17,14 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/authsidecar/authsidecar/assertion"
 	"github.com/authsidecar/authsidecar/authcache"
 	"github.com/authsidecar/authsidecar/internal/respond"
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
 // Authenticator validates tokens and evicts sessions; *authcache.Cache is one.
+// ValidateCached is Validate without Postgres: it returns authcache.ErrNotCached when no
+// cache knows the token.
 type Authenticator interface {
 	Validate(ctx context.Context, token string) (authcache.Result, error)
+	ValidateCached(ctx context.Context, token string) (authcache.Result, error)
 	Invalidate(ctx context.Context, t authcache.Target, reason string) (int, error)
 }
 
@@ -50,6 +54,20 @@ type Options struct {
 	ValidatePath, HealthPath string
 	// Transport reaches the upstream; nil means NewTransport().
 	Transport http.RoundTripper
+	// BodyIdleTimeout cuts a forwarded request whose body makes no progress for this long:
+	// the app sees the request aborted, the client gets 408 if nothing was sent yet. Zero
+	// lets a body stall forever.
+	BodyIdleTimeout time.Duration
+	// InvalidTokenRate is how many invalid tokens per second one client address may present
+	// (bursts of twice that) before it gets 429, and no lookup, for every token but a cached
+	// valid session; 0 is no limit.
+	InvalidTokenRate int
+	// Assertions, if set, signs the identity of every forwarded authenticated request into
+	// X-Auth-Assertion (and into VALIDATE_PATH's answer), and answers JWKSPath (GET, HEAD)
+	// with its JWKS.
+	Assertions *assertion.Signer
+	// JWKSPath is answered by the sidecar when Assertions is set; otherwise it is the app's.
+	JWKSPath string
 	// Revalidate is how often a long-lived request (WebSocket, stream) re-checks its
 	// session; it is closed once the session is revoked or expires. Zero means one second.
 	Revalidate time.Duration
@@ -57,6 +75,8 @@ type Options struct {
 	Logger *zap.Logger
 	// Registerer receives the handler's metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
+	// Now is the limiter's clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // statusClientClosed is logged, never sent, for a client that hung up (nginx's 499).
@@ -72,6 +92,7 @@ type Handler struct {
 	log      *zap.Logger
 	proxy    *httputil.ReverseProxy
 	m        *httpMetrics
+	limit    *limiter     // nil without INVALID_TOKEN_RATE
 	inflight atomic.Int64 // forwarded requests, upgraded connections included
 }
 
@@ -86,7 +107,13 @@ func New(o Options) *Handler {
 	if o.Revalidate <= 0 {
 		o.Revalidate = time.Second
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	h := &Handler{opts: o, log: o.Logger, m: newHTTPMetrics(o.Registerer)}
+	if o.InvalidTokenRate > 0 {
+		h.limit = newLimiter(o.InvalidTokenRate, o.Now, o.Registerer)
+	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
@@ -113,13 +140,15 @@ func NewTransport() *http.Transport {
 }
 
 // ServeHTTP routes a request: the sidecar's own paths, public paths, then everything else
-// behind a valid session.
+// behind a valid session. A protocol upgrade is never anonymous: it needs a session on
+// every path.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w}
 	ev := accessEvent{start: time.Now(), requestID: requestID(r.Header)}
 	defer h.logAccess(rw, r, &ev)
 
-	stripIdentity(r.Header)
+	stripClientHeaders(r.Header)
+	stripH2C(r.Header)
 	p := cleanPath(r.URL.Path)
 	if p != r.URL.Path {
 		// Forward the resolved path, so the app serves exactly what was authorised.
@@ -128,12 +157,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	own := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch {
 	case ambiguousPath(p):
-		respond.WriteError(rw, errAmbiguousPath)
+		refuse(rw, r, errAmbiguousPath)
 	case own && p == h.opts.ValidatePath:
 		h.serveValidate(rw, r, &ev)
 	case own && p == h.opts.HealthPath && h.opts.Health != nil:
+		closeUnreadBody(rw, r)
 		h.opts.Health.ServeHTTP(rw, r)
-	case matchesAny(p, h.opts.PublicPaths):
+	case own && p == h.opts.JWKSPath && h.opts.Assertions != nil:
+		closeUnreadBody(rw, r)
+		h.opts.Assertions.ServeJWKS(rw, r)
+	case len(r.Header["Upgrade"]) == 0 && matchesAny(p, h.opts.PublicPaths):
 		h.forward(rw, h.markLogout(r, p))
 	default:
 		h.serveProtected(rw, r, p, &ev)
@@ -145,7 +178,7 @@ func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, p strin
 	if !ok {
 		return
 	}
-	setIdentity(r.Header, s)
+	setIdentity(r.Header, s, h.assertion(s, ev.start))
 	r, stop := h.watch(h.markLogout(r, p), token)
 	defer stop()
 	h.forward(w, r)
@@ -156,7 +189,10 @@ func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request, ev *acce
 	if !ok {
 		return
 	}
-	setIdentity(w.Header(), s)
+	closeUnreadBody(w, r)
+	// The assertion goes on the answer too, for nginx auth_request and Traefik forwardAuth
+	// to pass on to the app.
+	setIdentity(w.Header(), s, h.assertion(s, ev.start))
 	w.Header().Set("Cache-Control", "no-store")
 	respond.WriteJSON(w, http.StatusOK, newValidation(s))
 }
@@ -165,10 +201,10 @@ func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request, ev *acce
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, ev *accessEvent) (string, pgsession.Session, bool) {
 	token, found := tokenFrom(r.Header, h.opts.SessionCookie)
 	if !found || !validToken(token) {
-		respond.WriteError(w, authcache.ErrInvalid)
+		refuse(w, r, authcache.ErrInvalid)
 		return "", pgsession.Session{}, false
 	}
-	res, err := h.opts.Auth.Validate(r.Context(), token)
+	res, err := h.validate(r, token)
 	ev.layer = res.Layer
 	if err != nil {
 		h.fail(w, r, err)
@@ -178,18 +214,42 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, ev *acces
 	return token, res.Session, true
 }
 
-// fail answers a validation error; a client that went away gets nothing.
+// fail answers a validation error; a client that went away gets nothing. Only a store that
+// could not decide is worth a log line: invalid tokens and refused floods are counted.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		return
 	}
-	if !errors.Is(err, authcache.ErrInvalid) {
+	var decided *respond.Error
+	if !errors.Is(err, authcache.ErrInvalid) && !errors.As(err, &decided) {
 		h.log.Warn("session store unavailable", zap.Error(err))
 	}
-	respond.WriteError(w, err)
+	refuse(w, r, err)
+}
+
+// assertion is the signed X-Auth-Assertion of s, or "" without IDENTITY_JWT_KEY (or if
+// signing failed, which the app that verifies assertions then refuses).
+func (h *Handler) assertion(s pgsession.Session, now time.Time) string {
+	if h.opts.Assertions == nil {
+		return ""
+	}
+	tok, err := h.opts.Assertions.Assertion(assertion.Identity{
+		UserID: s.UserID, SessionID: s.ID, Email: s.Email, FirstName: s.FirstName,
+		LastName: s.LastName, Username: s.Username, SessionExpiresAt: s.ExpiresAt,
+	}, now)
+	if err != nil {
+		h.log.Error("cannot sign the identity assertion; forwarding without it", zap.Error(err))
+	}
+	return tok
 }
 
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+	if rw, ok := w.(*responseWriter); ok && hasBody(r) && len(r.Header["Upgrade"]) == 0 {
+		// upstreamError finds the body through rw: ReverseProxy hands it a request whose
+		// Body is its own wrapper.
+		rw.body = newBodyReader(r.Body, w, h.opts.BodyIdleTimeout)
+		r.Body = rw.body
+	}
 	h.inflight.Add(1)
 	defer h.inflight.Add(-1)
 	start := time.Now()
@@ -223,6 +283,9 @@ func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 		if v := in["X-Forwarded-For"]; len(v) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = v
 		}
+		if v := in["Forwarded"]; len(v) > 0 {
+			pr.Out.Header["Forwarded"] = v // Rewrite removed it; a trusted proxy's stands
+		}
 		pr.SetXForwarded()
 		for _, k := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
 			if v := in.Get(k); v != "" {
@@ -244,10 +307,10 @@ func (h *Handler) trusted(remoteAddr string) bool {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap()
+	return err == nil && h.trustedAddr(ap.Addr().Unmap())
+}
+
+func (h *Handler) trustedAddr(ip netip.Addr) bool {
 	for _, p := range h.opts.TrustedProxies {
 		if p.Contains(ip) {
 			return true
@@ -256,15 +319,29 @@ func (h *Handler) trusted(remoteAddr string) bool {
 	return false
 }
 
-// upstreamError answers when the app cannot be reached: 502, or nothing if the client left
-// (or its session was revoked mid-stream, which cancels the request the same way).
+// upstreamError answers when the request could not be forwarded. A request body that
+// stalled or was malformed is the client's fault: 408 or 400, however the transport
+// reported it (the read that failed also cancelled the request). Otherwise nothing if the
+// client left (or its session was revoked mid-stream, which cancels the request the same
+// way), else 502.
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	rw, _ := w.(*responseWriter)
+	if rw != nil && rw.body != nil {
+		if fault := rw.body.fault(); fault != nil {
+			refuse(w, r, fault)
+			return
+		}
+	}
 	if r.Context().Err() != nil {
-		if rw, ok := w.(*responseWriter); ok {
+		if rw != nil {
 			rw.status = statusClientClosed
 		}
 		return
 	}
-	h.log.Warn("upstream unreachable", zap.Error(err))
-	respond.WriteError(w, respond.ErrBadGateway)
+	if errors.Is(err, errBadHandshake) {
+		h.log.Warn("the app's WebSocket handshake is invalid", zap.Error(err))
+	} else {
+		h.log.Warn("upstream unreachable", zap.String("error", clipped(err.Error(), maxLogError)))
+	}
+	refuse(w, r, respond.ErrBadGateway)
 }

@@ -19,16 +19,39 @@ import (
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
-// fakeAuth answers from a map of token → session; "down" is undecidable.
+// fakeAuth answers from a map of token → session; "down" is undecidable. Tokens in cached
+// are known to the caches (ValidateCached answers them); every other Validate counts as a
+// Postgres lookup.
 type fakeAuth struct {
 	mu          sync.Mutex
 	sessions    map[string]pgsession.Session
+	cached      map[string]bool
+	lookups     int
 	invalidated []authcache.Target
+}
+
+func (a *fakeAuth) ValidateCached(ctx context.Context, token string) (authcache.Result, error) {
+	a.mu.Lock()
+	known := a.cached[token]
+	a.mu.Unlock()
+	if !known {
+		return authcache.Result{}, authcache.ErrNotCached
+	}
+	return a.Validate(ctx, token)
+}
+
+func (a *fakeAuth) lookupCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lookups
 }
 
 func (a *fakeAuth) Validate(_ context.Context, token string) (authcache.Result, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !a.cached[token] {
+		a.lookups++
+	}
 	if token == "down" {
 		return authcache.Result{}, fmt.Errorf("%w: postgres unreachable", authcache.ErrUnavailable)
 	}

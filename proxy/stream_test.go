@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +53,10 @@ func (a *wtAuth) Validate(context.Context, string) (authcache.Result, error) {
 	return authcache.Result{Session: pgsession.Session{ID: "s", UserID: "u", ExpiresAt: time.Now().Add(time.Hour)}}, nil
 }
 
+func (a *wtAuth) ValidateCached(ctx context.Context, token string) (authcache.Result, error) {
+	return a.Validate(ctx, token)
+}
+
 func (a *wtAuth) Invalidate(_ context.Context, t authcache.Target, _ string) (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -86,7 +92,8 @@ func wtEchoWebSocket(closed chan<- struct{}) http.HandlerFunc {
 			conn.Close()
 			closed <- struct{}{}
 		}()
-		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + acceptFor(r.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n")
 		if rw.Flush() != nil {
 			return
 		}
@@ -116,7 +123,7 @@ func wtDialWebSocket(t *testing.T, srv *httptest.Server) (net.Conn, *bufio.Reade
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprint(conn, "GET /socket HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer tok\r\n"+
-		"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
@@ -202,4 +209,10 @@ func TestShortRequestsAreNeverRevalidated(t *testing.T) {
 	if got := auth.calls(); got != 3 {
 		t.Fatalf("%d validations for 3 short requests, want 3: a finished request's watcher kept running", got)
 	}
+}
+
+// acceptFor is the Sec-WebSocket-Accept a real WebSocket server answers key with.
+func acceptFor(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }

@@ -153,7 +153,16 @@ timeout 600 ./node_modules/.bin/next build >"$WORK/build.log" 2>&1 \
   || { tail -n 40 "$WORK/build.log" >&2; die "next build failed"; }
 
 APP_PORT="$(free_port)"
-DATABASE_URL="$DB_URL" setsid ./node_modules/.bin/next start -H 127.0.0.1 -p "$APP_PORT" >"$WORK/app.log" 2>&1 &
+PORT="$(free_port)"
+ADMIN_PORT="$(free_port)"
+while [ "$ADMIN_PORT" = "$PORT" ] || [ "$ADMIN_PORT" = "$APP_PORT" ]; do ADMIN_PORT="$(free_port)"; done
+while [ "$PORT" = "$APP_PORT" ]; do PORT="$(free_port)"; done
+# The app verifies the sidecar's signed X-Auth-Assertion with the JWKS on the admin listener
+# (fetched on the first request, so the sidecar may start after the app).
+DATABASE_URL="$DB_URL" \
+  AUTHSIDECAR_JWKS_URL="http://127.0.0.1:$ADMIN_PORT/.well-known/jwks.json" \
+  AUTHSIDECAR_JWT_AUDIENCE="http://127.0.0.1:$APP_PORT" \
+  setsid ./node_modules/.bin/next start -H 127.0.0.1 -p "$APP_PORT" >"$WORK/app.log" 2>&1 &
 APP_PID=$!
 wait_until 60 curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$APP_PORT/login" \
   || die "next start did not answer on 127.0.0.1:$APP_PORT within 60s"
@@ -162,9 +171,9 @@ cd "$ROOT"
 
 # ---------------------------------------------------------------- sidecar
 
-PORT="$(free_port)"
-ADMIN_PORT="$(free_port)"
-while [ "$ADMIN_PORT" = "$PORT" ]; do ADMIN_PORT="$(free_port)"; done
+# The identity signing key: Ed25519, PKCS#8 PEM, made for this run.
+node -e 'const {generateKeyPairSync}=require("crypto");process.stdout.write(generateKeyPairSync("ed25519").privateKey.export({type:"pkcs8",format:"pem"}))' \
+  >"$WORK/identity.pem"
 env UPSTREAM_URL="http://127.0.0.1:$APP_PORT" \
   DATABASE_URL="$DB_URL" \
   REDIS_URL="$REDIS_URL" \
@@ -173,6 +182,7 @@ env UPSTREAM_URL="http://127.0.0.1:$APP_PORT" \
   SESSION_KEY_PREFIX="$KEY_PREFIX" \
   PUBLIC_PATHS="/login,/_next/static,/favicon.ico" \
   SESSION_COOKIE="session" \
+  IDENTITY_JWT_KEY="$WORK/identity.pem" \
   LOG_LEVEL=debug LOG_FORMAT=console \
   setsid "$WORK/authsidecar" >"$WORK/sidecar.log" 2>&1 &
 SIDECAR_PID=$!
@@ -207,6 +217,17 @@ check "GET / with Cookie: session=<token> renders \"$USER_NAME\"" "status $s, bo
 s=$(req me -H "Authorization: Bearer $TOKEN" "$BASE/api/me")
 check "GET /api/me: app decodes firstName/lastName/id from identity headers" "status $s, body: $(snip me)" \
   eval '[ "$s" = 200 ] && has me "\"firstName\":\"José\"" && has me "\"lastName\":\"Müller\"" && has me "\"id\":\"$USER_ID\""'
+
+# 3b. Signed identity: the app verified X-Auth-Assertion with the sidecar's JWKS (jose).
+check "GET /api/me: the app verified the signed X-Auth-Assertion with the JWKS (\"verified\":true)" "status $s, body: $(snip me)" \
+  eval 'has me "\"verified\":true"'
+s=$(req jwks "$BASE/.well-known/authsidecar/jwks.json")
+check "GET /.well-known/authsidecar/jwks.json: the public keys, no token needed" "status $s, body: $(snip jwks)" \
+  eval '[ "$s" = 200 ] && has jwks "\"kty\":\"OKP\"" && has jwks "\"alg\":\"EdDSA\"" && lacks jwks "\"d\""'
+s=$(req direct -H "X-User-Id: $USER_ID" -H "X-Session-Id: 2f0b7c9e-8d4a-4e1b-b6f3-5a9d0c1e2b01" \
+  -H "X-Auth-Assertion: eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.AAAA" "http://127.0.0.1:$APP_PORT/api/me")
+check "the app reached directly with forged identity headers and assertion is 401" "status $s, body: $(snip direct)" \
+  eval '[ "$s" = 401 ]'
 
 # 4. No token.
 s=$(req none "$BASE/")

@@ -22,12 +22,30 @@ const RetryAfter = 2
 type Error struct {
 	Status  int
 	Message string
+	// RetryAfter, in whole seconds, is sent as Retry-After when positive; a 503 without it
+	// asks for the default RetryAfter.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Message }
 
 // BadRequest is a 400 with msg.
 func BadRequest(msg string) error { return &Error{Status: http.StatusBadRequest, Message: msg} }
+
+// The client's own faults while sending a request the sidecar forwards: a body that stalled
+// for the idle timeout (408), and a body whose framing is broken — malformed chunked
+// encoding, or shorter than its Content-Length (400). Neither is the app's fault, so neither
+// is a 502.
+var (
+	ErrBodyTimeout = &Error{Status: http.StatusRequestTimeout, Message: "request body timeout"}
+	ErrBadFraming  = &Error{Status: http.StatusBadRequest, Message: "malformed request body"}
+)
+
+// TooManyRequests is a 429 for a client that presented too many invalid tokens; it may
+// try again after retryAfter seconds (at least 1).
+func TooManyRequests(retryAfter int) error {
+	return &Error{Status: http.StatusTooManyRequests, Message: "too many invalid tokens", RetryAfter: max(retryAfter, 1)}
+}
 
 // Status maps err to the status and message the client sees: an *Error as it says, an
 // invalid session 401, a bad eviction target 400, an unreachable app 502, and anything else
@@ -49,13 +67,16 @@ func Status(err error) (int, string) {
 }
 
 // WriteError answers err as {"error": message} plus fields, with the headers its status
-// needs: WWW-Authenticate on 401, Retry-After on 503.
+// needs: WWW-Authenticate on 401, Retry-After on 503 and on an *Error that asks for it (429).
 func WriteError(w http.ResponseWriter, err error, fields ...any) {
 	code, msg := Status(err)
-	switch code {
-	case http.StatusUnauthorized:
+	var e *Error
+	switch {
+	case errors.As(err, &e) && e.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	case code == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", "Bearer")
-	case http.StatusServiceUnavailable:
+	case code == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfter))
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -58,3 +58,25 @@ func TestWriteErrorSetsTheHeadersItsStatusNeeds(t *testing.T) {
 		t.Errorf("extra fields: body %q", got)
 	}
 }
+
+func TestClientFaultsAndLimitsHaveTheirOwnStatuses(t *testing.T) {
+	cases := []struct {
+		err        error
+		status     int
+		retryAfter string
+		body       string
+	}{
+		{respond.ErrBodyTimeout, http.StatusRequestTimeout, "", `{"error":"request body timeout"}` + "\n"},
+		{respond.ErrBadFraming, http.StatusBadRequest, "", `{"error":"malformed request body"}` + "\n"},
+		{respond.TooManyRequests(3), http.StatusTooManyRequests, "3", `{"error":"too many invalid tokens"}` + "\n"},
+		{respond.TooManyRequests(0), http.StatusTooManyRequests, "1", `{"error":"too many invalid tokens"}` + "\n"},
+	}
+	for _, tc := range cases {
+		w := httptest.NewRecorder()
+		respond.WriteError(w, tc.err)
+		if w.Code != tc.status || w.Header().Get("Retry-After") != tc.retryAfter || w.Body.String() != tc.body {
+			t.Errorf("%v: %d, Retry-After %q, body %q; want %d, %q, %q", tc.err, w.Code,
+				w.Header().Get("Retry-After"), w.Body.String(), tc.status, tc.retryAfter, tc.body)
+		}
+	}
+}
