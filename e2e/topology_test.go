@@ -118,6 +118,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 		"REDIS_URL": "", "REDIS_SENTINEL_ADDRS": strings.Join(set.Addrs(), ","),
 		"REDIS_SENTINEL_MASTER": testenv.SentinelMaster,
 		"LOCAL_CACHE_TTL":       "0", // every request asks Redis, the layer under test
+		"INVALID_TOKEN_RATE":    "0", // one loopback client floods invalid tokens by design
 	}))
 	tokens := seedLoadTokens(t, st, 5)
 	awaitHealthy(t, sc, "sentinel", 10*time.Second)
@@ -149,7 +150,7 @@ func TestClusterFailoverUnderLoad(t *testing.T) {
 	up := NewUpstream(t, echoUser)
 	sc := StartSidecar(t, st.env(up.URL, map[string]string{
 		"REDIS_URL": "", "REDIS_CLUSTER_ADDRS": strings.Join(cluster.Addrs(), ","),
-		"LOCAL_CACHE_TTL": "0",
+		"LOCAL_CACHE_TTL": "0", "INVALID_TOKEN_RATE": "0",
 	}))
 	tokens := seedLoadTokens(t, st, 5)
 	awaitHealthy(t, sc, "cluster", 10*time.Second)

@@ -104,8 +104,9 @@ const (
 	backoffMax     = 5 * time.Second
 	connectTimeout = 5 * time.Second
 	// idleRetry is how often an idle replica tries for the standby slot without being
-	// woken, jittered by up to half, so a fleet does not knock at once.
-	idleRetry = 30 * time.Second
+	// woken (a lost wake-up), jittered by up to half, so a fleet does not knock at once:
+	// with 1,000 replicas, 8 to 16 short connections a second to the primary.
+	idleRetry = 2 * time.Minute
 )
 
 // deadPeer makes the server notice a vanished feed connection (its host gone, not just its
