@@ -108,10 +108,7 @@ type RedisServer struct {
 func StartRedis(tb testing.TB, opts ...RedisOption) *RedisServer {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv(EnvCI) != "" {
-			tb.Fatalf("redis-server not found on PATH: %v", err)
-		}
-		tb.Skipf("redis-server not found on PATH: %v", err)
+		tb.Fatalf("redis-server not found on PATH (%v): %s", err, HowToRun)
 	}
 	s := &RedisServer{tb: tb, dir: tb.TempDir()}
 	for _, o := range opts {
