@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The test command: starts (or installs) Redis and PostgreSQL if needed, then checks
-# formatting, go vet, staticcheck, and runs every test with the race detector. Each test
-# creates its own database and Redis key prefix and removes them.
+# The test command: starts (or installs) Redis and PostgreSQL and installs promtool if
+# needed, then checks formatting, go vet, staticcheck, and runs every test with the race
+# detector. Each test creates its own database and Redis key prefix and removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
 ensure_redis
 ensure_postgres
+ensure_promtool
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
