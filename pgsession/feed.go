@@ -2,7 +2,6 @@ package pgsession
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -209,11 +208,7 @@ func (l *listener) dbNow(ctx context.Context, conn *pgx.Conn) (time.Time, error)
 }
 
 func (l *listener) deliver(payload string) {
-	var ev Event
-	err := json.Unmarshal([]byte(payload), &ev)
-	if err == nil && ev.TokenHash == "" && ev.UserID == "" {
-		err = errors.New("neither tokenHash nor userId set")
-	}
+	ev, err := ParseEvent(payload)
 	if err != nil {
 		// The payload may hold a token hash: log its size, never its content.
 		l.log.Warn("skipping malformed notification", zap.Error(err), zap.Int("bytes", len(payload)))
