@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: starts (or installs) Redis and PostgreSQL and installs promtool if
-# needed, then checks formatting, go vet, staticcheck, and runs every test with the race
-# detector. Each test creates its own database and Redis key prefix and removes them.
+# needed, then checks formatting, go vet, staticcheck, runs every test with the race
+# detector, and runs each fuzz target for a few seconds (scripts/fuzz.sh). Each test creates
+# its own database and Redis key prefix and removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -14,3 +15,4 @@ if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1
 go vet ./...
 go tool staticcheck ./...
 go test -race -count=1 -timeout 15m "$@" ./...
+bash scripts/fuzz.sh
