@@ -339,10 +339,28 @@ func TestStreamsAreNotBuffered(t *testing.T) {
 	})
 	srv, _ := newTestProxy(t, app, nil)
 	resp := do(t, "GET", srv.URL+"/events", http.Header{"Authorization": {"Bearer good"}})
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	// The upstream holds the stream open until the first event is read: a proxy that
+	// buffered would never deliver it, so the read is bounded against a hang.
+	type read struct {
+		line string
+		err  error
+	}
+	first := make(chan read, 1)
+	go func() {
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		first <- read{line, err}
+	}()
+	var got read
+	select {
+	case got = <-first:
+	case <-time.After(10 * time.Second):
+		resp.Body.Close()
+		close(release)
+		t.Fatal("the first event never arrived while the stream was open: the proxy buffers")
+	}
 	close(release)
-	if err != nil || line != "data: first\n" {
-		t.Fatalf("first event = %q, %v", line, err)
+	if got.err != nil || got.line != "data: first\n" {
+		t.Fatalf("first event = %q, %v", got.line, got.err)
 	}
 }
 
