@@ -245,6 +245,8 @@ func TestBlackboxValidatePath(t *testing.T) {
 	if n := up.Count(); n != 0 {
 		t.Errorf("VALIDATE_PATH reached the upstream %d times", n)
 	}
+	st.remember(token, bare)
+	st.assertNoRawTokens(t, sc)
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -45,26 +45,21 @@ func TestCheckCommandPassesAgainstRealStoresAndLeavesNoKeys(t *testing.T) {
 	st := newStack(t)
 	code, stdout, stderr := runPlainCheck(t, st.env("", nil))
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	// Only the throughput lines may fail, and only by missing their target on a loaded
-	// machine; everything else must pass.
-	slow := 0
+	// Every line passes, the throughput lines included: a production build is held to the
+	// seed's targets (> 2,000 SET/s, > 3,000 GET/s), which it beats several times over.
 	for _, l := range lines[:len(lines)-1] {
-		switch {
-		case strings.HasPrefix(l, "PASS "):
-		case strings.HasPrefix(l, "FAIL redis.bench-") && strings.Contains(l, "ops/s (target > "):
-			t.Logf("throughput below target on this loaded machine: %s", l)
-			slow++
-		default:
+		if !strings.HasPrefix(l, "PASS ") {
 			t.Errorf("not a PASS line: %q", l)
 		}
 	}
-	if want := map[bool]int{true: 0, false: 1}[slow == 0]; code != want {
-		t.Fatalf("check exited %d, want %d\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
+	if code != 0 {
+		t.Fatalf("check exited %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	wantSummary := "check: " + strconv.Itoa(24-slow) + " passed, " + strconv.Itoa(slow) + " failed, 0 skipped; SET "
+	wantSummary := "check: 24 passed, 0 failed, 0 skipped; SET "
 	if summary := lines[len(lines)-1]; !strings.HasPrefix(summary, wantSummary) {
 		t.Errorf("summary = %q, want it to start %q", summary, wantSummary)
 	}
+	t.Logf("measured: %s", lines[len(lines)-1])
 	keys, err := st.rdb.Keys(context.Background(), st.prefix+"*").Result()
 	if err != nil || len(keys) != 0 {
 		t.Errorf("keys left under %s*: %v (err %v)", st.prefix, keys, err)

@@ -16,8 +16,9 @@
 //
 // The stores come from AUTHSIDECAR_TEST_REDIS_URL and AUTHSIDECAR_TEST_DATABASE_URL, which
 // scripts/test.sh sets to the local servers; each test creates its own database and Redis
-// key prefix and removes them. A test skips when a variable is unset, and fails instead
-// when CI is set. The fault tests also start their own redis-server, found on PATH.
+// key prefix and removes them. When a variable is unset the tests use the local server the
+// README names if it answers, and fail otherwise (internal/testenv): nothing skips. The
+// fault tests also start their own redis-server, found on PATH.
 //
 //	AUTHSIDECAR_TEST_REDIS_URL=redis://127.0.0.1:6379/0 \
 //	AUTHSIDECAR_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' \

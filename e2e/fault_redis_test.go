@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -27,9 +28,12 @@ func (rig *faultRig) recoverRedis(t *testing.T, ts *tokenSource) {
 		}
 		return rig.rdb.Exists(t.Context(), "session:{"+hash+"}").Val() == 1
 	})
-	awaitHealth(t, rig.sc, "healthy", http.StatusOK, 3*time.Second)
-	t.Logf("recovered without restart %v after Redis came back", time.Since(start).Round(time.Millisecond))
-	durations(t, "after recovery", ts.probe(t, 2, allValid), fast+slack)
+	// Polled, not timed: "healthy" needs one probe with a ping under 100 ms, and a busy
+	// machine may miss that on a probe or two.
+	awaitHealth(t, rig.sc, "healthy", http.StatusOK, 10*time.Second)
+	t.Logf("measured: recovered without restart %v after Redis came back", time.Since(start).Round(time.Millisecond))
+	rig.durations(t, "after recovery", ts.probe(t, 2, allValid), noWait)
+	rig.assertNoRedisWaitWhileOpen(t)
 }
 
 func TestFaultRedisKilled(t *testing.T) {
@@ -37,13 +41,16 @@ func TestFaultRedisKilled(t *testing.T) {
 	rig := newFaultRig(t, nil)
 	ts := rig.newTokens(t)
 	awaitHealth(t, rig.sc, "healthy", http.StatusOK, 3*time.Second)
-	durations(t, "baseline", ts.probe(t, 1, allValid), fast+slack)
+	rig.durations(t, "baseline", ts.probe(t, 1, allValid), noWait)
 
 	rig.redis.Kill()
 	outs := ts.probe(t, 5, allValid)
 	// go-redis retries a refused connection until REDIS_OP_TIMEOUT, so the first
 	// BREAKER_FAILURES requests each cost that once; then the breaker is open.
-	durations(t, "redis killed", outs, opTimeout+slack)
+	rig.durations(t, "redis killed", outs, opTimeout)
+	if waited := rig.assertNoRedisWaitWhileOpen(t); waited < breakerFailures {
+		t.Errorf("%d Redis failures logged, want at least the %d that open the breaker", waited, breakerFailures)
+	}
 	awaitHealth(t, rig.sc, "unhealthy", http.StatusServiceUnavailable, 3*time.Second)
 
 	rig.redis.Restart()
@@ -60,14 +67,16 @@ func TestFaultRedisPaused(t *testing.T) {
 	start := time.Now()
 	outs := ts.probe(t, 5, allValid)
 	elapsed := time.Since(start)
-	slow := durations(t, "redis paused", outs, opTimeout+slack)
+	rig.durations(t, "redis paused", outs, opTimeout)
 	if outs[0].duration < opTimeout*9/10 {
 		t.Errorf("first request under a hung Redis took %v: it did not wait for Redis at all", outs[0].duration)
 	}
 	// Each of the first BREAKER_FAILURES requests waits out REDIS_OP_TIMEOUT once; then the
-	// breaker is open and only its probe, once per BREAKER_OPEN_FOR, waits again.
-	if maxSlow := breakerFailures + 1 + int(elapsed/breakerOpenFor); slow > maxSlow {
-		t.Errorf("%d requests waited on the hung Redis, want ≤ %d", slow, maxSlow)
+	// breaker is open and only its probe, once per BREAKER_OPEN_FOR, waits again. Counted
+	// from the sidecar's log, in order, not from the clock.
+	waited := rig.assertNoRedisWaitWhileOpen(t)
+	if maxWaits := breakerFailures + 1 + int(elapsed/breakerOpenFor); waited < breakerFailures || waited > maxWaits {
+		t.Errorf("%d requests waited on the hung Redis, want %d to %d", waited, breakerFailures, maxWaits)
 	}
 	awaitHealth(t, rig.sc, "unhealthy", http.StatusServiceUnavailable, 5*time.Second)
 
@@ -81,7 +90,8 @@ func TestFaultRedisRestartedLosesItsData(t *testing.T) {
 	ts := rig.newTokens(t)
 	rig.redis.Restart() // a fresh, empty server on the same port: pooled connections are dead
 	outs := ts.probe(t, 3, allValid)
-	durations(t, "redis restarted", outs, opTimeout+slack)
+	rig.durations(t, "redis restarted", outs, opTimeout)
+	rig.assertNoRedisWaitWhileOpen(t)
 	token := ts.cachedToken
 	eventually(t, 3*breakerOpenFor+2*time.Second, "the cached session is cached again", func() bool {
 		if r := rig.sc.Get(t, "/api/me", token); r.Status != http.StatusOK {
@@ -100,10 +110,12 @@ func TestFaultStartWithRedisDown(t *testing.T) {
 	rig := &faultRig{st: st, redis: srv, rdb: privateClient(t, srv), pg: testenv.NewForwarder(t, hostOf(t, st.db.URL))}
 	rig.up = NewUpstream(t, echoUser)
 	rig.sc = StartSidecar(t, faultEnv(st, srv.URL(), st.db.URL, rig.up.URL, nil))
+	rig.calibrate(t)
 
 	ts := &tokenSource{rig: rig}
 	ts.cachedToken, _, ts.cachedUserID = st.session(t, testenv.SessionSpec{})
-	durations(t, "started without redis", ts.probe(t, 3, allValid), opTimeout+slack)
+	rig.durations(t, "started without redis", ts.probe(t, 3, allValid), opTimeout)
+	rig.assertNoRedisWaitWhileOpen(t)
 	awaitHealth(t, rig.sc, "unhealthy", http.StatusServiceUnavailable, 3*time.Second)
 
 	srv.Restart()
@@ -163,27 +175,33 @@ func TestFaultShutdownDrainsInFlightRequests(t *testing.T) {
 
 // TestFaultShutdownKeepsWebSocketsUntilTheDrainTime: http.Server.Shutdown does not track
 // upgraded connections, so the sidecar waits for them itself, then closes them at
-// SHUTDOWN_TIMEOUT and still exits 0.
+// SHUTDOWN_TIMEOUT and still exits 0. Checked by order, not by a window on the clock: the
+// WebSocket still echoes after SIGTERM, is not closed before SHUTDOWN_TIMEOUT has passed
+// (a lower bound, which a busy machine only makes easier), is closed (a read bounded only
+// against a hang) and the process exits 0 by itself (Stop's 30 s bound).
 func TestFaultShutdownKeepsWebSocketsUntilTheDrainTime(t *testing.T) {
 	t.Parallel()
+	const drain = 2 * time.Second
 	st := newStack(t)
 	up := NewUpstream(t, echoWebSocket(nil))
-	sc := StartSidecar(t, st.env(up.URL, map[string]string{"SHUTDOWN_TIMEOUT": "2s"}))
+	sc := StartSidecar(t, st.env(up.URL, map[string]string{"SHUTDOWN_TIMEOUT": drain.String()}))
 	token, _, _ := st.session(t, testenv.SessionSpec{})
 	conn, br, _ := dialWebSocket(t, sc, token, http.Header{})
 	wsEcho(t, conn, br, "before")
 
 	start := time.Now()
 	sc.Terminate(t)
-	time.Sleep(500 * time.Millisecond)
 	wsEcho(t, conn, br, "while draining")
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := br.ReadString('\n'); err == nil {
-		t.Fatal("the WebSocket outlived the drain time")
+	_ = conn.SetReadDeadline(time.Now().Add(drain + 30*time.Second)) // a hang, not a timing, bound
+	_, err := io.Copy(io.Discard, br)
+	took := time.Since(start)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the WebSocket is still open %v after SIGTERM", took)
 	}
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
-		t.Fatalf("WebSocket closed %v after SIGTERM, want about SHUTDOWN_TIMEOUT (2s)", took)
+	if took < drain {
+		t.Errorf("WebSocket closed %v after SIGTERM, before SHUTDOWN_TIMEOUT (%v)", took, drain)
 	}
+	t.Logf("measured: WebSocket closed %v after SIGTERM (SHUTDOWN_TIMEOUT %v)", took.Round(time.Millisecond), drain)
 	if code := sc.Stop(t); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, sc.Stderr())
 	}

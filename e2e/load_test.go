@@ -1,7 +1,7 @@
 package e2e
 
 // Load tests (issue 3): 200 concurrent clients mixing token classes get no wrong decision
-// and no 5xx; an invalid-token flood costs Postgres at most one query per distinct token.
+// and no 5xx; an invalid-token flood costs Postgres exactly one query per distinct token.
 
 import (
 	"encoding/binary"
@@ -20,8 +20,10 @@ import (
 
 const (
 	loadClients  = 200
-	loadRequests = 20000
-	loadFor      = 10 * time.Second
+	loadRequests = 10000
+	// loadFor bounds a load run against a hang; the test counts requests, it does not time
+	// them: every one of loadRequests must be sent and answered correctly.
+	loadFor = 2 * time.Minute
 )
 
 // loadToken is a token and the user it must resolve to ("" for a token that must be refused).
@@ -125,8 +127,8 @@ func TestLoadMixedTokensNoWrongDecisions(t *testing.T) {
 	if len(ta.wrong)+len(ta.serverErr)+len(ta.failures) > 0 {
 		t.Errorf("wrong %v, 5xx %v, transport failures %v; first: %s", ta.wrong, ta.serverErr, ta.failures, ta.firstProblem)
 	}
-	if sent < loadClients*10 {
-		t.Errorf("only %d requests were sent in %v", sent, loadFor)
+	if sent != loadRequests {
+		t.Errorf("only %d of %d requests were sent within %v", sent, loadRequests, loadFor)
 	}
 	h := healthDoc(t, sc)
 	t.Logf("after the mixed load: health %s, cache metrics %+v, pool %+v", h.Status, h.SessionCache.Metrics, h.SessionCache.Pool)
@@ -137,9 +139,14 @@ func TestLoadInvalidTokenFloodCostsOneQueryPerToken(t *testing.T) {
 	st := newStack(t)
 	pg := newPGCounter(t, hostOf(t, st.db.URL))
 	up := NewUpstream(t, echoUser)
+	// Exactly one query per token, whatever the machine's speed: the in-process negative
+	// entry lives min(LOCAL_CACHE_TTL, NEGATIVE_CACHE_TTL), so both outlast the flood (with
+	// the 10 s default, a flood slowed past 10 s, with a Redis write lost to a timeout, asked
+	// again). No rate limit: every request is one from 127.0.0.1, and this test counts the
+	// caches, not the limiter.
 	sc := StartSidecar(t, st.env(up.URL, map[string]string{
-		"DATABASE_URL": st.db.URLVia(pg.Addr()), "NEGATIVE_CACHE_TTL": "30s", "DB_NOTIFY_CHANNEL": "none",
-		"INVALID_TOKEN_RATE": "0", // this test counts what the caches save, not the limit
+		"DATABASE_URL": st.db.URLVia(pg.Addr()), "NEGATIVE_CACHE_TTL": "5m", "LOCAL_CACHE_TTL": "5m",
+		"DB_NOTIFY_CHANNEL": "none", "INVALID_TOKEN_RATE": "0",
 	}))
 	tokens := make([]loadToken, distinct)
 	for i := range tokens {
@@ -151,7 +158,7 @@ func TestLoadInvalidTokenFloodCostsOneQueryPerToken(t *testing.T) {
 
 	ta := newTally()
 	start := time.Now()
-	sent := hammer(t, sc, distinct*each, 25*time.Second, func(i int) loadToken { return tokens[i%distinct] }, ta)
+	sent := hammer(t, sc, distinct*each, 2*time.Minute, func(i int) loadToken { return tokens[i%distinct] }, ta)
 	elapsed := time.Since(start)
 	queries := pg.Executes() - queriesBefore
 	misses := healthDoc(t, sc).SessionCache.Metrics.Misses - missesBefore
@@ -160,11 +167,8 @@ func TestLoadInvalidTokenFloodCostsOneQueryPerToken(t *testing.T) {
 	if sent != distinct*each || len(ta.wrong)+len(ta.serverErr)+len(ta.failures) > 0 {
 		t.Errorf("sent %d of %d; wrong %v, 5xx %v, failures %v; first: %s", sent, distinct*each, ta.wrong, ta.serverErr, ta.failures, ta.firstProblem)
 	}
-	if queries > distinct {
-		t.Errorf("%d Postgres queries for %d distinct tokens within NEGATIVE_CACHE_TTL, want ≤ %d", queries, distinct, distinct)
-	}
-	if queries == 0 {
-		t.Errorf("no query was seen on the wire: the counter is broken")
+	if queries != distinct {
+		t.Errorf("%d Postgres queries for %d distinct tokens within NEGATIVE_CACHE_TTL, want exactly %d (one each)", queries, distinct, distinct)
 	}
 }
 

@@ -59,6 +59,7 @@ func TestRevocationReachesEveryReplicaWithinOneSecond(t *testing.T) {
 	t.Run("EventStreamEndsAtExpiry", func(t *testing.T) { env.eventStreamEndsAtExpiry(t, a) })
 	t.Run("ListenConnectionTerminated", env.listenConnectionTerminated)
 	t.Run("AdminStatusCodes", func(t *testing.T) { env.adminStatusCodes(t, a) })
+	env.assertNoRawTokens(t, a.Sidecar, b.Sidecar) // after revocations, logout and the admin API by token
 }
 
 func (e *rvEnv) deleteUser(t *testing.T) {

@@ -84,11 +84,15 @@ func (u *Upstream) Last(tb testing.TB) Received {
 	return u.reqs[len(u.reqs)-1]
 }
 
-// stack is one test's stores: a fresh database and a key prefix on the shared Redis.
+// stack is one test's stores: a fresh database and a key prefix on the shared Redis. It
+// remembers the raw tokens session issued, for assertNoRawTokens.
 type stack struct {
 	db     *testenv.DB
 	rdb    *redis.Client
 	prefix string
+
+	mu     sync.Mutex
+	tokens []string
 }
 
 // The Redis key layout, as the README documents it: a hash tag on every key.
@@ -133,6 +137,7 @@ func (st *stack) session(tb testing.TB, spec testenv.SessionSpec) (token, hash, 
 	tb.Helper()
 	userID = st.db.User(tb, testenv.UserSpec{FirstName: "Ada", LastName: "Lovelace", Username: "ada"})
 	token, hash = st.db.Session(tb, userID, spec)
+	st.remember(token)
 	return token, hash, userID
 }
 

@@ -96,8 +96,9 @@ func TestHealthDocumentAssertsEveryField(t *testing.T) {
 	code, doc := s.get(t)
 	info := s.serverInfo(t)
 	uptime, _ := strconv.ParseInt(info["uptime_in_seconds"], 10, 64)
-	if code != http.StatusOK || doc.Status != "healthy" || doc.Timestamp != s.clock.Now().UTC().Format(time.RFC3339) {
-		t.Errorf("status %d %q at %q", code, doc.Status, doc.Timestamp)
+	want := statusForPing(doc.Performance.Ping, "healthy", "")
+	if code != http.StatusOK || doc.Status != want.status || doc.Timestamp != s.clock.Now().UTC().Format(time.RFC3339) {
+		t.Errorf("status %d %q at %q, want %q (ping %.1f ms)", code, doc.Status, doc.Timestamp, want.status, doc.Performance.Ping)
 	}
 	// Keys: the session, the user's index, the negative entry and the probe's own key.
 	if r := doc.Redis; r.Mode != "single" || !r.Connected || r.Version != info["redis_version"] || r.Uptime < uptime-1 || r.Uptime > uptime ||
@@ -105,7 +106,7 @@ func TestHealthDocumentAssertsEveryField(t *testing.T) {
 		t.Errorf("redis = %+v, want connected, version %s, uptime %d, human memory, 4 keys", r, info["redis_version"], uptime)
 	}
 	sc := doc.SessionCache
-	if !sc.Enabled || !sc.Healthy || sc.Breaker != "closed" {
+	if !sc.Enabled || sc.Healthy != (want.status == "healthy") || sc.Breaker != "closed" {
 		t.Errorf("sessionCache = %+v", sc)
 	}
 	m := sc.Metrics
@@ -115,11 +116,13 @@ func TestHealthDocumentAssertsEveryField(t *testing.T) {
 	if p := sc.Pool; p.Size < 1 || p.Available > p.Size || p.Pending != 0 {
 		t.Errorf("pool = %+v", p)
 	}
-	if p := doc.Performance; p.Ping <= 0 || p.Set <= 0 || p.Get <= 0 || p.Ping >= 100 || p.Set >= 100 || p.Get >= 100 {
-		t.Errorf("performance = %+v, want 0 < ms < 100", p)
+	// Measured, not bounded: each under the probe's deadline (max(OpTimeout, 1 s)), past which
+	// it would have failed and said so in errors.
+	if p := doc.Performance; p.Ping <= 0 || p.Set <= 0 || p.Get <= 0 || p.Ping >= 1000 || p.Set >= 1000 || p.Get >= 1000 {
+		t.Errorf("performance = %+v, want 0 < ms < 1000", p)
 	}
-	if len(doc.Errors) != 0 {
-		t.Errorf("errors = %q", doc.Errors)
+	if errs := strings.Join(doc.Errors, "; "); errs != want.errorHas {
+		t.Errorf("errors = %q, want %q", doc.Errors, want.errorHas)
 	}
 
 	// One decimal of a repeating fraction; invalidations count evicted sessions.
@@ -170,6 +173,10 @@ func TestHealthTransitions(t *testing.T) {
 	for _, step := range steps {
 		step.act(t)
 		code, doc := s.fresh(t)
+		if step.status == "healthy" {
+			want := statusForPing(doc.Performance.Ping, step.status, step.errorHas)
+			step.status, step.errorHas = want.status, want.errorHas
+		}
 		errs := strings.Join(doc.Errors, "; ")
 		if code != step.code || doc.Status != step.status || doc.SessionCache.Breaker != step.breaker ||
 			doc.SessionCache.Healthy != (step.status == "healthy") || doc.Redis.Connected != (step.code == 200) ||
@@ -181,10 +188,26 @@ func TestHealthTransitions(t *testing.T) {
 	}
 }
 
+// healthWant is the status and errors a document must show.
+type healthWant struct{ status, errorHas string }
+
+// statusForPing applies the SPEC's rule to the ping the probe measured: a document that
+// would be healthy is degraded, with "redis ping is slow", when the ping took 100 ms or
+// more. A busy machine can slow one ping past 100 ms; the rule holds either way, so the test
+// checks the rule on what was measured instead of assuming the machine is fast.
+func statusForPing(pingMS float64, status, errorHas string) healthWant {
+	if status == "healthy" && pingMS >= 100 {
+		return healthWant{"degraded", "redis ping is slow"}
+	}
+	return healthWant{status, errorHas}
+}
+
 func TestHealthDegradedWhenPingIsSlow(t *testing.T) {
 	s := newHealthStack(t, withRedis)
 	s.srv.Pause()
-	time.AfterFunc(150*time.Millisecond, s.srv.Resume)
+	// The ping must wait ≥ 100 ms and be answered within the probe's 1 s deadline: resuming
+	// 500 ms from now leaves 400 ms for the probe to start and 500 ms for the timer to be late.
+	time.AfterFunc(500*time.Millisecond, s.srv.Resume)
 	code, doc := s.fresh(t)
 	if code != 200 || doc.Status != "degraded" || doc.Performance.Ping < 100 || doc.SessionCache.Breaker != "closed" ||
 		!slices.Contains(doc.Errors, "redis ping is slow") {

@@ -2,7 +2,6 @@ package pgsession
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -21,19 +20,6 @@ const ListenApplicationName = "authsidecar-listen"
 type Event struct {
 	TokenHash string `json:"tokenHash,omitempty"`
 	UserID    string `json:"userId,omitempty"`
-}
-
-// ParseEvent reads a notification payload; a payload that names neither a token hash nor
-// a user is an error.
-func ParseEvent(payload string) (Event, error) {
-	var ev Event
-	if err := json.Unmarshal([]byte(payload), &ev); err != nil {
-		return Event{}, err
-	}
-	if ev.TokenHash == "" && ev.UserID == "" {
-		return Event{}, errors.New("neither tokenHash nor userId set")
-	}
-	return ev, nil
 }
 
 // Sink is what the change feed delivers to: the cache that must forget what changed.

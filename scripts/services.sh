@@ -14,6 +14,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# promtool checks the shipped alert rules (e2e TestAlertsPassPromtool); Debian ships it in
+# the prometheus package. Installed only when missing; the server it also ships is not
+# started by this script.
+ensure_promtool() {
+  command -v promtool >/dev/null || apt_install prometheus
+}
+
 ensure_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

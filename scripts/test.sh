@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: checks for Go (>= go.mod's version) and a C compiler (for -race; gcc is
-# installed when missing), starts (or installs) Redis and PostgreSQL if needed, then checks
-# formatting, go vet, staticcheck, and runs every test with the race detector. Each test
-# creates its own database and Redis key prefix and removes them.
+# installed when missing), starts (or installs) Redis and PostgreSQL and installs promtool if
+# needed, then checks formatting, go vet, staticcheck, runs every test with the race
+# detector, and runs each fuzz target for a few seconds (scripts/fuzz.sh). Each test creates
+# its own database and Redis key prefix and removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
@@ -11,9 +12,11 @@ need_cc
 . scripts/services.sh
 ensure_redis
 ensure_postgres
+ensure_promtool
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
 go vet ./...
 go tool staticcheck ./...
 go test -race -count=1 -timeout 15m "$@" ./...
+bash scripts/fuzz.sh
