@@ -256,3 +256,26 @@ func TestLookupOnAReplicaConfirmsMissesAndRevocationsOnThePrimary(t *testing.T) 
 		t.Fatalf("RevokedSince = %v, %v: it must read the primary", hashes, err)
 	}
 }
+
+func TestLookupsThroughAnotherNameOfThePrimaryNeverUseThePrimaryPool(t *testing.T) {
+	db := testenv.NewDB(t)
+	primary := testenv.NewForwarder(t, hostPort(t, db.URL)) // counts nothing: cut, it refuses
+	primary.Cut()
+	store, err := pgsession.Open(context.Background(), pgsession.Options{
+		URL: db.URL, PrimaryURL: db.URLVia(primary.Addr()), QueryTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	_, hash := db.Session(t, db.User(t, testenv.UserSpec{}), testenv.SessionSpec{})
+	ctx := context.Background()
+	// DATABASE_URL reaches the primary (a pooler would too): it cannot lag, so neither a miss
+	// nor a recently evicted token needs the primary pool, which here cannot answer.
+	if _, err := store.Lookup(ctx, testenv.Hash("unknown")); err != pgsession.ErrNotFound {
+		t.Fatalf("a miss = %v, want ErrNotFound from the lookup pool alone", err)
+	}
+	if _, err := store.LookupPrimary(ctx, hash); err != nil {
+		t.Fatalf("LookupPrimary = %v, want the session from the lookup pool", err)
+	}
+}

@@ -67,6 +67,11 @@ type Store struct {
 	timeout time.Duration
 	log     *zap.Logger
 	role    atomic.Value // FeedRole of the running Listen
+	// replica is set once a lookup connection reports it is in recovery (a hot standby):
+	// only then can a lookup lag behind the primary. A pooler in front of the primary, or
+	// the primary under another name, never sets it, and then no query goes to the primary
+	// pool.
+	replica atomic.Bool
 }
 
 // primaryIdleTime closes idle primary connections of a Store that reads a replica: they
@@ -92,12 +97,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{timeout: o.QueryTimeout, log: log}
 	s.role.Store(FeedOff)
 	var err error
-	if s.pool, err = newPool(ctx, o.URL, o.MaxConns, 0, log); err != nil {
+	if s.pool, err = newPool(ctx, o.URL, o.MaxConns, 0, log, s.noteRecovery); err != nil {
 		return nil, err
 	}
 	s.primary = s.pool
 	if o.PrimaryURL != o.URL {
-		if s.primary, err = newPool(ctx, o.PrimaryURL, o.MaxConns, primaryIdleTime, log); err != nil {
+		if s.primary, err = newPool(ctx, o.PrimaryURL, o.MaxConns, primaryIdleTime, log, nil); err != nil {
 			s.pool.Close()
 			return nil, err
 		}
@@ -110,8 +115,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-// newPool builds a lazy pool; idle, when positive, closes connections idle that long.
-func newPool(ctx context.Context, url string, maxConns int32, idle time.Duration, log *zap.Logger) (*pgxpool.Pool, error) {
+// newPool builds a lazy pool; idle, when positive, closes connections idle that long, and
+// afterConnect, if set, runs on every new connection.
+func newPool(ctx context.Context, url string, maxConns int32, idle time.Duration, log *zap.Logger,
+	afterConnect func(context.Context, *pgx.Conn) error) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn redacts the password in its parse errors.
@@ -126,11 +133,27 @@ func newPool(ctx context.Context, url string, maxConns int32, idle time.Duration
 		Logger:   zapTraceLogger(log.Named("pgx")),
 		LogLevel: tracelog.LogLevelWarn,
 	}
+	cfg.AfterConnect = afterConnect
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
 	return pool, nil
+}
+
+// noteRecovery records whether a new lookup connection reaches a server in recovery.
+func (s *Store) noteRecovery(ctx context.Context, conn *pgx.Conn) error {
+	if s.primary == s.pool {
+		return nil // one pool: nothing to choose
+	}
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("ask whether the server is a replica: %w", err)
+	}
+	if inRecovery {
+		s.replica.Store(true)
+	}
+	return nil
 }
 
 // Close closes the pools. A running Listen is stopped by cancelling its context.
@@ -170,20 +193,24 @@ ORDER BY coalesce(s.last_activity_at, s.created_at) DESC
 LIMIT $2`
 
 // Lookup returns the valid session whose token hashes to tokenHash, or ErrNotFound.
-// Any other error means the store could not decide. It reads URL; when that is a replica,
-// ErrNotFound is confirmed on the primary first, so a session created moments ago on the
-// primary, not yet replayed, is never refused.
+// Any other error means the store could not decide. It reads URL; when that is a hot
+// standby, ErrNotFound is confirmed on the primary first, so a session created moments ago
+// on the primary, not yet replayed, is never refused.
 func (s *Store) Lookup(ctx context.Context, tokenHash string) (Session, error) {
 	sess, err := s.lookup(ctx, s.pool, tokenHash)
-	if errors.Is(err, ErrNotFound) && s.primary != s.pool {
+	if errors.Is(err, ErrNotFound) && s.replica.Load() {
 		return s.lookup(ctx, s.primary, tokenHash)
 	}
 	return sess, err
 }
 
 // LookupPrimary is Lookup on the primary, for a token or user that changed moments ago:
-// a replica may not have replayed the change yet.
+// a replica may not have replayed the change yet. When lookups do not read a replica, it is
+// Lookup.
 func (s *Store) LookupPrimary(ctx context.Context, tokenHash string) (Session, error) {
+	if !s.replica.Load() {
+		return s.lookup(ctx, s.pool, tokenHash)
+	}
 	return s.lookup(ctx, s.primary, tokenHash)
 }
 
