@@ -3,6 +3,7 @@ package authcache
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,75 @@ func BenchmarkRedisServerCost(b *testing.B) {
 			})
 			return func(int) error { return s.publish([]byte(`{"tokenHash":"` + sess.TokenHash + `"}`)) }
 		}())
+	}
+}
+
+// BenchmarkClusterPublishCost compares what one eviction message costs a Redis Cluster
+// (three masters, three replicas) as a plain PUBLISH, which every node relays over the
+// cluster bus, and as a sharded SPUBLISH, which stays in the channel's shard: CPU summed over
+// every node, and cluster-bus messages sent, per message, with 10 subscribers.
+//
+//	go test -run '^$' -bench ClusterPublishCost -benchtime 5000x ./authcache/
+func BenchmarkClusterPublishCost(b *testing.B) {
+	cluster := testenv.StartRedisCluster(b)
+	rdb := cluster.Client(b, nil)
+	nodes := make([]*redis.Client, len(cluster.Nodes))
+	for i, n := range cluster.Nodes {
+		nodes[i] = testenv.RedisClient(b, n.URL(), nil)
+	}
+	total := func() (cpu time.Duration, bus int) {
+		for _, n := range nodes {
+			cpu += serverCPU(b, n)
+			info := n.ClusterInfo(context.Background()).Val()
+			for _, line := range strings.Split(info, "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster_stats_messages_sent:"); ok {
+					k, _ := strconv.Atoi(v)
+					bus += k
+				}
+			}
+		}
+		return cpu, bus
+	}
+	const channel = "session:evict"
+	for _, mode := range []string{"PUBLISH", "SPUBLISH"} {
+		b.Run(mode, func(b *testing.B) {
+			var subs []*redis.PubSub
+			for range 10 {
+				var ps *redis.PubSub
+				if mode == "PUBLISH" {
+					ps = rdb.Subscribe(context.Background(), channel)
+				} else {
+					ps = rdb.SSubscribe(context.Background(), channel)
+				}
+				if _, err := ps.Receive(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				go func() {
+					for range ps.Channel() {
+					}
+				}()
+				subs = append(subs, ps)
+			}
+			defer func() {
+				for _, ps := range subs {
+					ps.Close()
+				}
+			}()
+			cpu0, bus0 := total()
+			for b.Loop() {
+				var err error
+				if mode == "PUBLISH" {
+					err = rdb.Publish(context.Background(), channel, `{"tokenHash":"x"}`).Err()
+				} else {
+					err = rdb.SPublish(context.Background(), channel, `{"tokenHash":"x"}`).Err()
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu1, bus1 := total()
+			b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cluster-µs/op")
+			b.ReportMetric(float64(bus1-bus0)/float64(b.N), "bus-msgs/op")
+		})
 	}
 }
