@@ -223,19 +223,20 @@ func startBackground(cfg config.Config, env map[string]string, st *backends) fun
 	wg.Go(func() { st.cache.Run(ctx) })
 	wg.Go(func() { tuneGC(ctx, env) })
 	if cfg.DBNotifyChannel != "" {
-		wg.Go(func() {
-			_ = st.store.Listen(ctx, pgsession.FeedOptions{
-				Channel: cfg.DBNotifyChannel,
-				// A fresh process, or one taking the feed over, may have missed revocations
-				// while nobody listened: anything revoked within a Redis entry's lifetime
-				// is evicted.
-				FirstSyncWindow: cfg.SessionCacheTTL,
-				// While the cache's pub/sub relays evictions, one replica of those sharing
-				// this Redis and prefix listens for all.
-				Shared: st.cache.PeersUp, Group: redisGroup(cfg),
-				Wake: st.cache.FeedWake(), StandbyFreed: st.cache.AnnounceStandbyFree,
-			}, st.cache)
-		})
+		o := pgsession.FeedOptions{
+			Channel: cfg.DBNotifyChannel,
+			// A fresh process, or one taking the feed over, may have missed revocations
+			// while nobody listened: anything revoked within a Redis entry's lifetime is
+			// evicted.
+			FirstSyncWindow: cfg.SessionCacheTTL,
+		}
+		if st.rdb != nil {
+			// While the cache's pub/sub relays evictions, one replica of those sharing this
+			// Redis and prefix listens for all.
+			o.Shared, o.Group = st.cache.PeersUp, redisGroup(cfg)
+			o.Wake, o.StandbyFreed = st.cache.FeedWake(), st.cache.AnnounceStandbyFree
+		}
+		wg.Go(func() { _ = st.store.Listen(ctx, o, st.cache) })
 	}
 	return func() {
 		cancel()

@@ -95,13 +95,17 @@ const (
 	idleRetry = 2 * time.Minute
 )
 
-// deadPeer makes the server notice a vanished feed connection (its host gone, not just its
-// process, which closes the socket) within about two seconds, so the standby's wait for
-// the lock ends promptly. Any role may set these.
-var deadPeer = map[string]string{
-	"tcp_keepalives_idle": "1", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "1",
-	"tcp_user_timeout": "2000",
-}
+// deadPeerSQL makes the server notice a vanished feed connection (its host gone, not just
+// its process, which closes the socket) within about two seconds, so the standby's wait for
+// the lock ends promptly. Any role may set these; they are SET rather than sent at startup,
+// which a pooler in session mode would refuse.
+const deadPeerSQL = "SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; " +
+	"SET tcp_keepalives_count = 1; SET tcp_user_timeout = 2000"
+
+// relayGrace is how long a starting feed waits for the relay (the cache's pub/sub) to come
+// up before it listens alone: a fleet that starts together then elects one holder instead
+// of every replica connecting and resyncing first.
+const relayGrace = 2 * time.Second
 
 // FeedRole reports what the running Listen is doing.
 func (s *Store) FeedRole() FeedRole { return s.role.Load().(FeedRole) }
@@ -117,6 +121,11 @@ func (s *Store) Listen(ctx context.Context, o FeedOptions, sink Sink) error {
 	l := &listener{store: s, o: o, sink: sink, log: s.log.With(zap.String("channel", o.Channel))}
 	l.feedLock, l.standbyLock = lockKeys(o.Channel, o.Group)
 	defer l.setRole(FeedOff)
+	if o.Shared != nil {
+		if up, changed := o.Shared(); !up {
+			_ = sleep(ctx, relayGrace, changed)
+		}
+	}
 	for ctx.Err() == nil {
 		shared, changed := false, (<-chan struct{})(nil)
 		if o.Shared != nil {
@@ -283,13 +292,13 @@ func (l *listener) session(ctx context.Context, elected bool) (listening bool, e
 func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(connectTimeout, l.store.timeout))
 	defer cancel()
-	cfg := l.store.connCfg.Copy()
-	for k, v := range deadPeer {
-		cfg.RuntimeParams[k] = v
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, l.store.connCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if _, err := conn.Exec(ctx, deadPeerSQL); err != nil {
+		// Only the takeover after a vanished host is slower without them.
+		l.log.Debug("cannot shorten the feed connection's TCP timeouts", zap.Error(err))
 	}
 	return conn, nil
 }
