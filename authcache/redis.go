@@ -243,14 +243,13 @@ redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return v`)
 
-// evictUserScript forgets one user (one slot): it takes the index's members, deletes the
-// index and leaves user-evicted:{u} for guardTTL, so a fill that has not indexed its session
-// yet does not. KEYS user:{u}, user-evicted:{u}; ARGV guardTTL ms.
+// evictUserScript starts forgetting one user (one slot): it leaves user-evicted:{u} for
+// guardTTL, so a fill that has not indexed its session yet does not, and returns the index's
+// members. The index itself is deleted only once every member is evicted, so a retry after
+// a failure half-way finds them again. KEYS user:{u}, user-evicted:{u}; ARGV guardTTL ms.
 var evictUserScript = redis.NewScript(`
-local members = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
-return members`)
+return redis.call('SMEMBERS', KEYS[1])`)
 
 func (s *redisStore) evictTokenKeys(h string) []string {
 	return []string{s.sessionKey(h), s.negKey(h), s.genKey(h)}
@@ -282,7 +281,7 @@ func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
 }
 
 // evictUser forgets every cached session of a user through the per-user index (no SCAN),
-// publishes msg, and returns the token hashes whose session was cached.
+// then the index, publishes msg, and returns the token hashes whose session was cached.
 func (s *redisStore) evictUser(userID string, msg []byte) ([]string, error) {
 	var evicted []string
 	err := s.do(func(ctx context.Context) error {
@@ -296,6 +295,9 @@ func (s *redisStore) evictUser(userID string, msg []byte) ([]string, error) {
 			return err
 		}
 		evicted = cached
+		if err := s.rdb.Del(ctx, s.userKey(userID)).Err(); err != nil {
+			return err
+		}
 		return s.rdb.Publish(ctx, s.evictChannel(), msg).Err()
 	})
 	return evicted, err
