@@ -55,7 +55,7 @@ type Config struct {
 	// SessionCacheTTL is the Redis TTL of a cached session.
 	SessionCacheTTL time.Duration `env:"SESSION_CACHE_TTL" envDefault:"5m" help:"Redis TTL of a cached session (never beyond the session's expires_at)"`
 	// SessionKeyPrefix starts every Redis key and channel the sidecar uses.
-	SessionKeyPrefix string `env:"SESSION_KEY_PREFIX" envDefault:"session:" help:"namespace of every Redis key the sidecar writes (no whitespace)"`
+	SessionKeyPrefix string `env:"SESSION_KEY_PREFIX" envDefault:"session:" help:"namespace of every Redis key and channel the sidecar uses (no whitespace, no { or }: it adds its own hash tags)"`
 	// NegativeCacheTTL is how long an unknown token stays cached as invalid; 0 disables.
 	NegativeCacheTTL time.Duration `env:"NEGATIVE_CACHE_TTL" envDefault:"5s" help:"how long an unknown token is remembered as invalid; 0 disables"`
 	// LocalCacheTTL is the in-process cache TTL; 0 disables that cache.
