@@ -23,20 +23,23 @@ type RedisCluster struct {
 // replica is promoted.
 const clusterNodeTimeout = 1000 * time.Millisecond
 
-// StartRedisCluster starts six cluster-enabled redis-servers, joins them with
-// `redis-cli --cluster create` (one replica per master) and waits until every node reports
-// cluster_state:ok.
-func StartRedisCluster(tb testing.TB) *RedisCluster {
+// StartRedisCluster starts six cluster-enabled redis-servers, each with opts (RedisTLS for a
+// cluster that speaks only TLS), joins them with `redis-cli --cluster create` (one replica
+// per master) and waits until every node reports cluster_state:ok.
+func StartRedisCluster(tb testing.TB, opts ...RedisOption) *RedisCluster {
 	tb.Helper()
 	requireBinary(tb, "redis-cli")
 	c := &RedisCluster{tb: tb}
 	for range 6 {
-		s := StartRedis(tb, RedisArgs("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		s := StartRedis(tb, append(opts, RedisArgs("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(int(clusterNodeTimeout.Milliseconds())),
-			"--repl-diskless-sync-delay", "0"))
+			"--repl-diskless-sync-delay", "0"))...)
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := []string{"--cluster", "create"}
+	if f := c.Nodes[0].TLS(); f != nil {
+		args = append(args, "--tls", "--cacert", f.CAFile, "--cert", f.ClientCert, "--key", f.ClientKey)
+	}
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -57,11 +60,11 @@ func (c *RedisCluster) Addrs() []string {
 	return addrs
 }
 
-// Client returns a cluster client, closed at cleanup; configure, unless nil, adjusts its
-// options first.
+// Client returns a cluster client (over TLS, with the client certificate, for a cluster
+// that speaks TLS), closed at cleanup; configure, unless nil, adjusts its options first.
 func (c *RedisCluster) Client(tb testing.TB, configure func(*redis.ClusterOptions)) *redis.ClusterClient {
 	tb.Helper()
-	o := &redis.ClusterOptions{Addrs: c.Addrs()}
+	o := &redis.ClusterOptions{Addrs: c.Addrs(), TLSConfig: c.Nodes[0].clientTLS()}
 	if configure != nil {
 		configure(o)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -33,6 +34,7 @@ type PostgresServer struct {
 	dataDir string
 	port    int
 	cred    *syscall.Credential
+	caFile  string // the CA that verifies the server (StartPostgresTLS), "" without TLS
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -188,9 +190,14 @@ func (s *PostgresServer) ping() error {
 	return conn.Close(ctx)
 }
 
-// URL is the DSN of database on this server, as the postgres superuser.
+// URL is the DSN of database on this server, as the postgres superuser: without TLS, or for
+// a server of StartPostgresTLS with sslmode=verify-full and its CA as sslrootcert.
 func (s *PostgresServer) URL(database string) string {
-	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(s.port) + "/" + database + "?sslmode=disable"
+	query := "?sslmode=disable"
+	if s.caFile != "" {
+		query = "?sslmode=verify-full&sslrootcert=" + url.QueryEscape(s.caFile)
+	}
+	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(s.port) + "/" + database + query
 }
 
 // Addr is the server's host:port.

@@ -104,6 +104,7 @@ type RedisServer struct {
 	dir      string
 	args     []string // more arguments, after the fixture's own
 	conf     string   // a config file to start from (Sentinel mode), "" for none
+	tls      *redisTLS
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -140,9 +141,13 @@ func (s *RedisServer) Port() int { return s.port }
 // Password returns the server's password ("" when none).
 func (s *RedisServer) Password() string { return s.password }
 
-// URL returns a redis:// URL for database 0, with the password if any.
+// URL returns a redis:// URL for database 0 (rediss:// with RedisTLS), with the password
+// if any.
 func (s *RedisServer) URL() string {
 	u := url.URL{Scheme: "redis", Host: s.Addr(), Path: "/0"}
+	if s.tls != nil {
+		u.Scheme = "rediss"
+	}
 	if s.password != "" {
 		u.User = url.UserPassword("", s.password)
 	}
@@ -195,14 +200,11 @@ func (s *RedisServer) signal(sig os.Signal) {
 }
 
 func (s *RedisServer) start() error {
-	args := []string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no",
-		"--dir", s.dir, "--logfile", "",
-	}
+	listen := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1"}, s.tlsArgs()...)
+	args := append(listen, "--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--dir", s.dir, "--logfile", "")
 	if s.conf != "" {
-		args = append([]string{s.conf, "--sentinel"}, args[:4]...) // a Sentinel takes no data options
-		args = append(args, "--dir", s.dir)
+		args = append(append([]string{s.conf, "--sentinel"}, listen...), "--dir", s.dir) // a Sentinel takes no data options
 	}
 	if s.password != "" {
 		args = append(args, "--requirepass", s.password)
@@ -246,7 +248,7 @@ func (s *RedisServer) awaitPing(exited <-chan struct{}) error {
 			return errors.New("redis-server exited during start")
 		default:
 		}
-		if err = ping(s.Addr(), s.password); err == nil {
+		if err = s.ping(); err == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -259,6 +261,11 @@ func ping(addr, password string) error {
 	if err != nil {
 		return err
 	}
+	return pingOn(conn, password)
+}
+
+// pingOn sends AUTH (with a password) and PING on conn and closes it.
+func pingOn(conn net.Conn, password string) error {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(time.Second))
 	r := bufio.NewReader(conn)
@@ -300,7 +307,7 @@ func (s *RedisServer) Running() bool {
 // reply as text: a string as it is, an array's elements one per line.
 func (s *RedisServer) command(args ...string) (string, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1,
-		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: time.Second})
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: time.Second, TLSConfig: s.clientTLS()})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

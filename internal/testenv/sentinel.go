@@ -23,13 +23,14 @@ type RedisSentinels struct {
 	Sentinels []*RedisServer
 }
 
-// StartRedisSentinels starts the set and waits until every Sentinel knows the master, the
-// replica and the other Sentinels, so that a failover can start at once.
-func StartRedisSentinels(tb testing.TB) *RedisSentinels {
+// StartRedisSentinels starts the set, every process with opts (RedisTLS for a set that
+// speaks only TLS), and waits until every Sentinel knows the master, the replica and the
+// other Sentinels, so that a failover can start at once.
+func StartRedisSentinels(tb testing.TB, opts ...RedisOption) *RedisSentinels {
 	tb.Helper()
-	s := &RedisSentinels{tb: tb, Master: StartRedis(tb, RedisArgs("--repl-diskless-sync-delay", "0"))}
-	s.Replica = StartRedis(tb, RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port()),
-		"--repl-diskless-sync-delay", "0"))
+	s := &RedisSentinels{tb: tb, Master: StartRedis(tb, append(opts, RedisArgs("--repl-diskless-sync-delay", "0"))...)}
+	s.Replica = StartRedis(tb, append(opts, RedisArgs("--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port()),
+		"--repl-diskless-sync-delay", "0"))...)
 	for range 3 {
 		dir := tb.TempDir()
 		conf := filepath.Join(dir, "sentinel.conf")
@@ -40,7 +41,7 @@ func StartRedisSentinels(tb testing.TB) *RedisSentinels {
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			tb.Fatal(err)
 		}
-		s.Sentinels = append(s.Sentinels, StartRedis(tb, func(r *RedisServer) { r.conf = conf }))
+		s.Sentinels = append(s.Sentinels, StartRedis(tb, append(opts, func(r *RedisServer) { r.conf = conf })...))
 	}
 	s.await(30*time.Second, "sentinels see the replica and each other", func(sentinel *RedisServer) bool {
 		replicas, err1 := sentinel.command("SENTINEL", "REPLICAS", SentinelMaster)

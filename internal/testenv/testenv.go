@@ -1,7 +1,10 @@
 // Package testenv provides the integration-test fixtures shared by every package: a
 // migrated Postgres database per test, Redis key prefixes, a private redis-server to kill
 // and restart, a TCP forwarder to cut or stall a connection, and a scanner that looks for
-// raw tokens in everything Redis holds and the sidecar logs.
+// raw tokens in everything Redis holds and the sidecar logs. For TLS it makes a throwaway
+// CA with server and client certificates (TLSFiles), starts redis-server speaking only TLS
+// (RedisTLS, also for Sentinel and Cluster) and a private Postgres with ssl=on
+// (StartPostgresTLS).
 //
 // Service addresses come from AUTHSIDECAR_TEST_DATABASE_URL and AUTHSIDECAR_TEST_REDIS_URL.
 // When one is unset, the fixtures look for the local server the README describes
