@@ -371,10 +371,6 @@ func (c *Cache) redisFailed(op string, err error) {
 
 func (c *Cache) breakerChanged(from, to gobreaker.State) {
 	c.log.Warn("redis breaker changed state", zap.Stringer("from", from), zap.Stringer("to", to))
-	if to == gobreaker.StateHalfOpen {
-		// The probe is about to run: let it find a master that took over meanwhile.
-		c.redis.refreshTopology()
-	}
 }
 
 // BreakerState reports the Redis breaker: "closed", "open", "half-open", or "" without Redis.

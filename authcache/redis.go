@@ -322,15 +322,13 @@ func (s *redisStore) flushNode(ctx context.Context, node redis.Cmdable) error {
 	return unlink()
 }
 
-// refreshTopology makes a cluster client learn the current masters now. It keeps its map of
-// slots until a command is redirected, and while the breaker is open no command is sent: a
-// probe after a failover would otherwise go to the dead master and open the breaker again.
-// Other clients learn a failover when they reconnect (Sentinel asks the Sentinels then).
+// refreshTopology asks a cluster client to reload its map of slots in the background. It
+// keeps the map until a command is redirected, and while the breaker is open no command is
+// sent: a probe after a failover would otherwise go to the dead master and open the breaker
+// again. Other clients learn a failover when they reconnect (Sentinel asks the Sentinels).
 func (s *redisStore) refreshTopology() {
 	if c, ok := s.rdb.(*redis.ClusterClient); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		defer cancel()
-		_ = c.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }) // it reloads first
+		c.ReloadState(context.Background()) // asynchronous; go-redis coalesces reloads
 	}
 }
 

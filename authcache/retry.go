@@ -70,6 +70,7 @@ func (q *retryQueue) settled() bool {
 // busy reports whether evictions wait to be replayed in Redis.
 func (q *retryQueue) busy() bool { return q.waiting.Load() }
 
+// retryLoop replays failed evictions every retryEvery until ctx ends.
 func (c *Cache) retryLoop(ctx context.Context) {
 	t := time.NewTicker(retryEvery)
 	defer t.Stop()
@@ -78,6 +79,11 @@ func (c *Cache) retryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if c.BreakerState() != "closed" {
+				// While Redis is skipped, keep a cluster's map of masters current, so the
+				// breaker's probe finds one that took over.
+				c.redis.refreshTopology()
+			}
 			c.retryPending(ctx)
 		}
 	}
