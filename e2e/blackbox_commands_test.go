@@ -22,6 +22,9 @@ func TestBlackboxHealthcheckExitsZeroOnlyWhenReady(t *testing.T) {
 	admin := strings.TrimPrefix(sc.AdminURL, "http://")
 	_, port, _ := net.SplitHostPort(admin)
 	awaitReady(t, sc, http.StatusOK, 5*time.Second)
+	if r := sc.Admin(t, "/readyz"); r.Body != `{"status":"ok"}`+"\n" {
+		t.Errorf("/readyz 200 body %q", r.Body)
+	}
 
 	// A listener that accepts and never answers: healthcheck gives up after 3 s.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,6 +67,14 @@ func TestBlackboxHealthcheckExitsZeroOnlyWhenReady(t *testing.T) {
 
 	pg.Cut() // /readyz 503: not ready
 	awaitReady(t, sc, http.StatusServiceUnavailable, 5*time.Second)
+	// reference.md's internal listener: the bodies and Retry-After of /readyz and /healthz.
+	for path, want := range map[string]string{"/readyz": `{"status":"unavailable"}`, "/healthz": `{"status":"ok"}`} {
+		r := sc.Admin(t, path)
+		if r.Body != want+"\n" || r.Header.Get("Content-Type") != "application/json" ||
+			path == "/readyz" && r.Header.Get("Retry-After") != "1" {
+			t.Errorf("%s with Postgres down: %d %q %v", path, r.Status, r.Body, r.Header)
+		}
+	}
 	if code, _, stderr := runSidecar(t, map[string]string{"ADMIN_ADDR": admin}, "healthcheck"); code != 1 {
 		t.Errorf("healthcheck while /readyz answers 503 exited %d, want 1; stderr %q", code, stderr)
 	}
