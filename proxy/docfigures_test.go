@@ -1,0 +1,93 @@
+package proxy
+
+// Figures reference.md states about the public listener, each held here: the X-Request-Id
+// rule, the access line's field sizes, and how many clients the invalid-token limit tracks.
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// TestRequestIDIsKeptOnlyWhenSane holds reference.md's X-Request-Id rule: the client's value
+// reaches the app if it is 1–128 visible ASCII characters; otherwise the sidecar sets a
+// random one, and the app receives one either way.
+func TestRequestIDIsKeptOnlyWhenSane(t *testing.T) {
+	app := newUpstream(t, nil)
+	srv, _ := newTestProxy(t, app, nil)
+	var generated []string
+	for _, tc := range []struct {
+		name, sent string
+		kept       bool
+	}{
+		{"one character", "a", true},
+		{"128 characters", strings.Repeat("r", 128), true},
+		{"visible ASCII punctuation", "req-1:2/3_4.5~!", true},
+		{"129 characters", strings.Repeat("r", 129), false},
+		{"a space", "req 1", false},
+		{"a tab", "req\t1", false},
+		{"non-ASCII", "réq", false},
+		{"none", "", false},
+	} {
+		h := http.Header{"Authorization": {"Bearer good"}}
+		if tc.sent != "" {
+			h["X-Request-Id"] = []string{tc.sent}
+		}
+		do(t, http.MethodGet, srv.URL+"/api/x", h)
+		got := app.last(t).Header.Values("X-Request-Id")
+		switch {
+		case len(got) != 1 || got[0] == "":
+			t.Errorf("%s: the app received X-Request-Id %q, want exactly one", tc.name, got)
+		case tc.kept && got[0] != tc.sent:
+			t.Errorf("%s: the app received %q, want the client's %q", tc.name, got[0], tc.sent)
+		case !tc.kept && (got[0] == tc.sent || !validToken(got[0]) || len(got[0]) > 128):
+			t.Errorf("%s: the app received %q, want a fresh id of visible ASCII", tc.name, got[0])
+		case !tc.kept:
+			generated = append(generated, got[0])
+		}
+	}
+	for i := range generated {
+		for j := range i {
+			if generated[i] == generated[j] {
+				t.Errorf("two generated ids are equal: %q", generated[i])
+			}
+		}
+	}
+}
+
+// TestAccessLineFieldsAreCutAtTheirStatedSizes: method at 32 bytes, path at 1024, user agent
+// at 512, counted as zap writes them in JSON.
+func TestAccessLineFieldsAreCutAtTheirStatedSizes(t *testing.T) {
+	var buf bytes.Buffer
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.InfoLevel)
+	app := newUpstream(t, nil)
+	srv, _ := newTestProxy(t, app, func(o *Options) { o.Logger = zap.New(core).Named("proxy") })
+	r := httptest.NewRequest(strings.Repeat("M", 100), "http://app/x", nil)
+	r.URL.Path = "/" + strings.Repeat("p", 5000)
+	r.Header.Set("User-Agent", strings.Repeat("\x02", 2000)) // six bytes each, escaped
+	srv.Config.Handler.ServeHTTP(httptest.NewRecorder(), r)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("access line %q: %v", buf.String(), err)
+	}
+	for field, limit := range map[string]int{"method": 32, "path": 1024, "userAgent": 512} {
+		v, _ := line[field].(string)
+		if cost := encodedCost(v); cost > limit || cost < limit-8 || !strings.HasSuffix(v, ellipsis) {
+			t.Errorf("%s: %d bytes as written, want it cut to at most %d (and not far below)", field, cost, limit)
+		}
+	}
+}
+
+// TestLimiterTracksAtMost64KiClients: reference.md and SECURITY.md say 64 Ki addresses,
+// design.md 64 shards of at most 1024; TestLimiterMemoryIsBounded holds the bound itself.
+func TestLimiterTracksAtMost64KiClients(t *testing.T) {
+	if limiterShards != 64 || limiterPerShard != 1024 {
+		t.Errorf("the limiter tracks %d shards × %d clients, the docs say 64 × 1024 (64 Ki)", limiterShards, limiterPerShard)
+	}
+}
