@@ -6,8 +6,11 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -89,5 +92,44 @@ func TestAccessLineFieldsAreCutAtTheirStatedSizes(t *testing.T) {
 func TestLimiterTracksAtMost64KiClients(t *testing.T) {
 	if limiterShards != 64 || limiterPerShard != 1024 {
 		t.Errorf("the limiter tracks %d shards × %d clients, the docs say 64 × 1024 (64 Ki)", limiterShards, limiterPerShard)
+	}
+}
+
+// TestUpstreamErrorIsCutAt1024Bytes: the "upstream unreachable" line quotes the transport's
+// error, which may quote what the app sent (here a 5,000-byte malformed status line); it is
+// cut like the access line's fields.
+func TestUpstreamErrorIsCutAt1024Bytes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 4096))
+			_, _ = io.WriteString(c, strings.Repeat("e", 5000)+"\r\n\r\n")
+			c.Close()
+		}
+	}()
+	var buf bytes.Buffer
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.WarnLevel)
+	srv, _ := newTestProxy(t, newUpstream(t, nil), func(o *Options) {
+		o.Logger = zap.New(core).Named("proxy")
+		o.Upstream = &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	})
+	r := httptest.NewRequest(http.MethodGet, "http://app/x", nil)
+	r.Header.Set("Authorization", "Bearer good")
+	w := httptest.NewRecorder()
+	srv.Config.Handler.ServeHTTP(w, r)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || w.Code != http.StatusBadGateway || line["msg"] != "upstream unreachable" {
+		t.Fatalf("status %d, log %q (%v), want 502 and one upstream unreachable line", w.Code, buf.String(), err)
+	}
+	if v, _ := line["error"].(string); encodedCost(v) > 1024 || !strings.HasSuffix(v, ellipsis) {
+		t.Errorf("error of %d bytes as written, want it cut at 1024: %.80q…", encodedCost(v), v)
 	}
 }
