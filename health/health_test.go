@@ -105,6 +105,10 @@ func TestHealthDocumentAssertsEveryField(t *testing.T) {
 		!humanBytes.MatchString(r.UsedMemory) || r.TotalKeys != 4 {
 		t.Errorf("redis = %+v, want connected, version %s, uptime %d, human memory, 4 keys", r, info["redis_version"], uptime)
 	}
+	// reference.md's key table: the probe's own key holds "ok" for 10 s.
+	if v, ttl := s.rdb.Get(context.Background(), "health:healthcheck").Val(), s.rdb.PTTL(context.Background(), "health:healthcheck").Val(); v != "ok" || ttl <= 8*time.Second || ttl > 10*time.Second {
+		t.Errorf("health:healthcheck = %q with TTL %v, want ok for 10 s", v, ttl)
+	}
 	sc := doc.SessionCache
 	if !sc.Enabled || sc.Healthy != (want.status == "healthy") || sc.Breaker != "closed" {
 		t.Errorf("sessionCache = %+v", sc)
