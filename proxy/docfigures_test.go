@@ -13,9 +13,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/authsidecar/authsidecar/pgsession"
 )
 
 // TestRequestIDIsKeptOnlyWhenSane holds reference.md's X-Request-Id rule: the client's value
@@ -131,5 +134,30 @@ func TestUpstreamErrorIsCutAt1024Bytes(t *testing.T) {
 	}
 	if v, _ := line["error"].(string); encodedCost(v) > 1024 || !strings.HasSuffix(v, ellipsis) {
 		t.Errorf("error of %d bytes as written, want it cut at 1024: %.80q…", encodedCost(v), v)
+	}
+}
+
+// TestEmptyIdentityFieldsAreNotSent: the README and reference.md, "A header whose value is
+// empty (a NULL column) is not sent": no header at all, rather than an empty one.
+func TestEmptyIdentityFieldsAreNotSent(t *testing.T) {
+	app := newUpstream(t, nil)
+	srv, auth := newTestProxy(t, app, nil)
+	auth.mu.Lock()
+	auth.sessions["bare"] = pgsession.Session{ID: "33333333-3333-3333-3333-333333333333", UserID: "44444444-4444-4444-4444-444444444444",
+		Email: "bare@example.com", ExpiresAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	auth.mu.Unlock()
+	if resp := do(t, http.MethodGet, srv.URL+"/api/x", http.Header{"Authorization": {"Bearer bare"}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := app.last(t).Header
+	for _, name := range []string{"X-User-First-Name", "X-User-Last-Name", "X-User-Username"} {
+		if v, ok := got[name]; ok {
+			t.Errorf("%s sent for an empty field: %q", name, v)
+		}
+	}
+	for _, name := range []string{"X-User-Id", "X-User-Email", "X-Session-Id", "X-Session-Expires-At"} {
+		if got.Get(name) == "" {
+			t.Errorf("%s missing", name)
+		}
 	}
 }
