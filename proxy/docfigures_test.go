@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,9 +13,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -160,4 +163,82 @@ func TestEmptyIdentityFieldsAreNotSent(t *testing.T) {
 			t.Errorf("%s missing", name)
 		}
 	}
+}
+
+// TestClientThatLeftIsCountedAndLoggedAs499: reference.md, "A client that goes away before
+// the answer is counted and logged as 499; nothing is sent".
+func TestClientThatLeftIsCountedAndLoggedAs499(t *testing.T) {
+	var buf lockedLog
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.InfoLevel)
+	release := make(chan struct{})
+	app := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		select { // until the client has gone (or a hang bound)
+		case <-r.Context().Done():
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	defer close(release)
+	reg := prometheus.NewRegistry()
+	srv, _ := newTestProxy(t, app, func(o *Options) { o.Logger = zap.New(core).Named("proxy"); o.Registerer = reg })
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/slow", nil)
+	req.Header.Set("Authorization", "Bearer good")
+	go func() {
+		for app.count() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel() // the client leaves while the app works
+	}()
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the client got an answer (%d) although it left", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second) // a hang bound: the line follows the request's end
+	for !strings.Contains(buf.String(), `"status":499`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no access line with status 499: %s", buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for n := count499(t, reg); n != 1; n = count499(t, reg) {
+		if time.Now().After(deadline) {
+			t.Fatalf(`authsidecar_http_requests_total{code="499"} = %v, want 1`, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func count499(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if f.GetName() == "authsidecar_http_requests_total" && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "499" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// lockedLog is a log sink read while the server writes to it.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
