@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 func TestGCPercentHoldsTheHeapGoalAtTheFloorOnly(t *testing.T) {
 	for _, c := range []struct {
@@ -17,6 +21,20 @@ func TestGCPercentHoldsTheHeapGoalAtTheFloorOnly(t *testing.T) {
 	} {
 		if got := gcPercent(c.live); got != c.want {
 			t.Errorf("gcPercent(%d) = %d, want %d", c.live, got, c.want)
+		}
+	}
+}
+
+// TestOperatorGCSettingsTurnTheTuningOff: with GOGC or GOMEMLIMIT in the environment the
+// tuner returns at once and never touches GOGC.
+func TestOperatorGCSettingsTurnTheTuningOff(t *testing.T) {
+	for _, env := range []map[string]string{{"GOGC": "50"}, {"GOMEMLIMIT": "256MiB"}} {
+		done := make(chan struct{})
+		go func() { tuneGC(context.Background(), env); close(done) }() // a context that never ends
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%v: the tuner runs although the operator set the GC", env)
 		}
 	}
 }

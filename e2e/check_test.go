@@ -78,7 +78,9 @@ func TestCheckCommandFailsClearlyOnDeadRedis(t *testing.T) {
 		t.Errorf("exit code %d, want 1", code)
 	}
 	wantOut := "FAIL redis.ping cannot reach redis at " + dead + ": dial tcp " + dead + ": connect: connection refused\n"
-	if !strings.HasPrefix(stdout, wantOut) || !strings.Contains(stdout, "PASS postgres.lookup-plan ") {
+	// reference.md's console example, summary included.
+	if !strings.HasPrefix(stdout, wantOut) || !strings.Contains(stdout, "PASS postgres.lookup-plan ") ||
+		!strings.Contains(stdout, "\ncheck: 6 passed, 1 failed, 17 skipped; SET not measured, GET not measured\n") {
 		t.Errorf("stdout:\n%s\nwant it to start %q and still check Postgres", stdout, wantOut)
 	}
 	if !strings.HasPrefix(stderr, "check failed: redis.ping: cannot reach redis at "+dead) {

@@ -94,6 +94,9 @@ func TestKustomizeJobRunsTheShippedScript(t *testing.T) {
 		t.Fatal("deploy/k8s renders no database Job or no authsidecar-sql ConfigMap")
 	}
 	checkPrepareJob(t, job, files)
+	if ttl := dig(job, "spec", "ttlSecondsAfterFinished"); ttl != 600 {
+		t.Errorf("Job ttlSecondsAfterFinished %v, deploying.md says it deletes itself 10 minutes after it succeeds", ttl)
+	}
 }
 
 // runPrepare runs scripts/db-prepare.sh (the file the Job runs) with the shipped SQL.

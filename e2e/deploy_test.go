@@ -17,6 +17,8 @@ import (
 
 // composeService mirrors the parts of a docker-compose.yml service the checks read.
 type composeService struct {
+	Image       string            `yaml:"image"`
+	Volumes     []string          `yaml:"volumes"`
 	Ports       []string          `yaml:"ports"`
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
@@ -67,6 +69,33 @@ func TestComposeStackMatchesTheSpec(t *testing.T) {
 	if !slices.Contains(c.Services["redis"].Command, "--requirepass") ||
 		!strings.Contains(side.Environment["REDIS_URL"], ":redis-demo-password@") {
 		t.Error("Redis must be password-protected and the sidecar must use the password")
+	}
+	// The README's table of what `docker compose up --build` runs.
+	if pg, rd := c.Services["postgres"].Image, c.Services["redis"].Image; pg != "postgres:15" || rd != "redis:7" {
+		t.Errorf("images %s and %s, the README says postgres:15 and redis:7", pg, rd)
+	}
+	var initSQL []string
+	for _, v := range c.Services["postgres"].Volumes {
+		if src, dst, _ := strings.Cut(v, ":"); strings.HasPrefix(dst, "/docker-entrypoint-initdb.d/") {
+			initSQL = append(initSQL, strings.TrimPrefix(src, "./"))
+		}
+	}
+	if want := []string{"pgsession/sql/schema.sql", "pgsession/sql/notify.sql", "deploy/demo/role-login.sql",
+		"pgsession/sql/role.sql", "deploy/demo/seed.sql"}; !slices.Equal(initSQL, want) {
+		t.Errorf("init SQL %v, the README says %v, in that order", initSQL, want)
+	}
+	if c.Services["app"].DependsOn["postgres"].Condition != "service_healthy" {
+		t.Error("the app must wait for Postgres to be healthy")
+	}
+	for k, want := range map[string]string{"PUBLIC_PATHS": "/login,/_next/static,/favicon.ico", "SESSION_COOKIE": "session",
+		"ADMIN_ADDR": "127.0.0.1:9091"} {
+		if side.Environment[k] != want {
+			t.Errorf("sidecar %s = %q, the README says %q", k, side.Environment[k], want)
+		}
+	}
+	if !slices.Equal(side.Ports, []string{"127.0.0.1:8080:8080"}) || !strings.HasPrefix(side.Environment["DATABASE_URL"], "postgres://authsidecar:") {
+		t.Errorf("sidecar published on %v as %q; the README says 127.0.0.1:8080, as the least-privilege role authsidecar",
+			side.Ports, strings.SplitN(side.Environment["DATABASE_URL"], "@", 2)[0])
 	}
 }
 

@@ -21,6 +21,22 @@ func awaitReady(t *testing.T, sc *Sidecar, code int, within time.Duration) time.
 	return time.Since(start)
 }
 
+// assertUnavailableCounted checks docs/deploying.md's metric cell for Postgres down: the
+// unavailable validations rose by exactly the 503s the requests got (each caller counts
+// once, also when callers share a lookup).
+func (rig *faultRig) assertUnavailableCounted(t *testing.T, before float64, outs []outcome) {
+	t.Helper()
+	want := 0
+	for _, o := range outs {
+		if o.status == http.StatusServiceUnavailable {
+			want++
+		}
+	}
+	if rose := value(t, rig.sc, seriesUnavailable) - before; rose != float64(want) || want == 0 {
+		t.Errorf("%s rose by %v, want %d (the 503s answered)", seriesUnavailable, rose, want)
+	}
+}
+
 func TestFaultPostgresCut(t *testing.T) {
 	t.Parallel()
 	rig := newFaultRig(t, nil)
@@ -29,9 +45,11 @@ func TestFaultPostgresCut(t *testing.T) {
 	assertUnauthorized(t, rig.sc.Get(t, "/api/me", known)) // leaves a negative entry
 	awaitReady(t, rig.sc, http.StatusOK, 3*time.Second)
 
+	unavailableBefore := value(t, rig.sc, seriesUnavailable)
 	rig.pg.Cut()
 	outs := ts.probe(t, 3, undecidable)
 	rig.durations(t, "postgres cut", outs, dbTimeout)
+	rig.assertUnavailableCounted(t, unavailableBefore, outs)
 	// What a cache knows stays decidable: the negative entry still refuses.
 	assertUnauthorized(t, rig.sc.Get(t, "/api/me", known))
 	awaitReady(t, rig.sc, http.StatusServiceUnavailable, 3*time.Second)
@@ -49,9 +67,11 @@ func TestFaultPostgresStalled(t *testing.T) {
 	rig := newFaultRig(t, nil)
 	ts := rig.newTokens(t)
 
+	unavailableBefore := value(t, rig.sc, seriesUnavailable)
 	rig.pg.Pause() // connections stay open, nothing answers: each lookup runs into DB_QUERY_TIMEOUT
 	outs := ts.probe(t, 2, undecidable)
 	rig.durations(t, "postgres stalled", outs, dbTimeout)
+	rig.assertUnavailableCounted(t, unavailableBefore, outs)
 	for _, o := range outs {
 		if o.class == uncached && o.duration < dbTimeout*9/10 {
 			t.Errorf("an undecidable lookup answered after %v, before DB_QUERY_TIMEOUT", o.duration)

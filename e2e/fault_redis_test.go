@@ -3,6 +3,7 @@ package e2e
 // Redis faults: killed, paused (hung), restarted, down at start.
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -46,19 +47,43 @@ func TestFaultRedisKilled(t *testing.T) {
 	ts := rig.newTokens(t)
 	awaitHealth(t, rig.sc, "healthy", http.StatusOK, 3*time.Second)
 	rig.durations(t, "baseline", ts.probe(t, 1, allValid), noWait)
+	awaitFeedRole(t, rig.sc, seriesFeedHolder, 10*time.Second) // one replica: it holds the feed
+	errorsBefore := value(t, rig.sc, seriesRedisErrors)
 
 	rig.redis.Kill()
 	outs := ts.probe(t, 5, allValid)
 	// go-redis retries a refused connection until REDIS_OP_TIMEOUT, so the first
 	// BREAKER_FAILURES requests each cost that once; then the breaker is open.
 	rig.durations(t, "redis killed", outs, opTimeout)
-	if waited := rig.assertNoRedisWaitWhileOpen(t); waited < breakerFailures {
+	waited := rig.assertNoRedisWaitWhileOpen(t)
+	if waited < breakerFailures {
 		t.Errorf("%d Redis failures logged, want at least the %d that open the breaker", waited, breakerFailures)
 	}
+	// docs/deploying.md's metric and /readyz cells: the error counter rose by at least every
+	// failure the log shows (the breaker's refusals count too, unlogged), the breaker gauge
+	// reads open, and readiness ignores Redis.
+	if rose := value(t, rig.sc, seriesRedisErrors) - errorsBefore; rose < float64(waited) {
+		t.Errorf("%s rose by %v while Redis was down, want at least the %d failures logged", seriesRedisErrors, rose, waited)
+	}
+	rig.awaitBreakerOpen(t, ts)
+	assertReady(t, rig.sc, http.StatusOK, "with Redis killed")
 	awaitHealth(t, rig.sc, "unhealthy", http.StatusServiceUnavailable, 3*time.Second)
+	var doc struct{ Redis struct{ Connected *bool } }
+	if err := json.Unmarshal([]byte(rig.sc.Get(t, "/api/health/redis", "").Body), &doc); err != nil ||
+		doc.Redis.Connected == nil || *doc.Redis.Connected {
+		t.Errorf("health document redis.connected %v (%v) with Redis killed, want false", doc.Redis.Connected, err)
+	}
+	// Pub/sub is down with it: the replica listens to Postgres itself.
+	awaitFeedRole(t, rig.sc, seriesFeedSolo, 10*time.Second)
+	assertReady(t, rig.sc, http.StatusOK, "with Redis killed")
 
 	rig.redis.Restart()
 	rig.recoverRedis(t, ts)
+	// Its subscription back, the replica rejoins the election (and, alone, holds the feed).
+	awaitFeedRole(t, rig.sc, seriesFeedHolder, 10*time.Second)
+	if v := value(t, rig.sc, seriesBreakerState); v != 0 {
+		t.Errorf("%s %v once Redis is healthy again, want 0 (closed)", seriesBreakerState, v)
+	}
 }
 
 func TestFaultRedisPaused(t *testing.T) {
@@ -83,6 +108,8 @@ func TestFaultRedisPaused(t *testing.T) {
 		t.Errorf("%d requests waited on the hung Redis, want %d to %d", waited, breakerFailures, maxWaits)
 	}
 	awaitHealth(t, rig.sc, "unhealthy", http.StatusServiceUnavailable, 5*time.Second)
+	rig.awaitBreakerOpen(t, ts)
+	assertReady(t, rig.sc, http.StatusOK, "with Redis hung")
 
 	rig.redis.Resume()
 	rig.recoverRedis(t, ts)
@@ -208,5 +235,71 @@ func TestFaultShutdownKeepsWebSocketsUntilTheDrainTime(t *testing.T) {
 	t.Logf("measured: WebSocket closed %v after SIGTERM (SHUTDOWN_TIMEOUT %v)", took.Round(time.Millisecond), drain)
 	if code := sc.Stop(t); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, sc.Stderr())
+	}
+}
+
+// TestFaultShutdownASecondSIGTERMDoesNotCutTheDrain: the signal handler stays registered
+// for the whole drain, so a second SIGTERM (an impatient supervisor, `docker stop` sent
+// twice) is ignored: the in-flight request still gets its whole answer, after the second
+// signal, and the process exits 0. Checked by order: the app answers only once the test
+// released it, after the second signal, so a process that died of that signal fails the
+// request; a busy machine can only delay the death, never fake the answer.
+func TestFaultShutdownASecondSIGTERMDoesNotCutTheDrain(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	up := NewUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-time.After(20 * time.Second): // a hang bound only
+		}
+		_, _ = w.Write([]byte("done"))
+	})
+	sc := StartSidecar(t, st.env(up.URL, map[string]string{"SHUTDOWN_TIMEOUT": "20s"}))
+	token, _, _ := st.session(t, testenv.SessionSpec{})
+	type result struct {
+		r   Response
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := sc.Client.Do(newRequest(t, http.MethodGet, sc.URL+"/api/slow", token, nil))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		done <- result{Response{Status: resp.StatusCode, Body: string(body)}, err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request never reached the app")
+	}
+	sc.Terminate(t)
+	eventually(t, 5*time.Second, "listener closed after the first SIGTERM: the drain runs", func() bool {
+		resp, err := http.Get(sc.URL + "/api/other")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err != nil
+	})
+	sc.Terminate(t)
+	// Time for the second signal to land; a process it killed is gone by then, or dies
+	// before the answer below can reach the client.
+	select {
+	case <-sc.Exited():
+		t.Fatalf("the process exited on the second SIGTERM, in the middle of the drain; stderr:\n%s", sc.Stderr())
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(release)
+	res := <-done
+	if res.err != nil || res.r.Status != http.StatusOK || res.r.Body != "done" {
+		t.Fatalf("in-flight request after the second SIGTERM: %d %q, %v; want 200 \"done\"", res.r.Status, res.r.Body, res.err)
+	}
+	if code := sc.Stop(t); code != 0 {
+		t.Fatalf("exit code %d after two SIGTERMs and a drain; stderr:\n%s", code, sc.Stderr())
 	}
 }

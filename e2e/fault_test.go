@@ -305,6 +305,64 @@ func awaitHealth(t *testing.T, sc *Sidecar, want string, code int, within time.D
 	})
 }
 
+// The series of docs/deploying.md's failure table ("When a store fails"), as /metrics
+// writes them.
+const (
+	seriesRedisErrors  = `authsidecar_cache_requests_total{layer="redis",result="error"}`
+	seriesBreakerState = `authsidecar_redis_breaker_state`
+	seriesUnavailable  = `authsidecar_session_validations_total{outcome="unavailable"}`
+	series502          = `authsidecar_http_requests_total{code="502"}`
+	seriesFeedSolo     = `authsidecar_feed_role{role="solo"}`
+	seriesFeedHolder   = `authsidecar_feed_role{role="holder"}`
+)
+
+// value is one series on the sidecar's /metrics page; 0 while it is absent (a counter
+// whose label set has not been seen yet).
+func value(t *testing.T, sc *Sidecar, series string) float64 {
+	t.Helper()
+	v, _ := metric(t, sc, series)
+	return v
+}
+
+// assertReady checks /readyz answers code now.
+func assertReady(t *testing.T, sc *Sidecar, code int, when string) {
+	t.Helper()
+	if r := sc.Admin(t, "/readyz"); r.Status != code {
+		t.Errorf("/readyz %d %s, want %d", r.Status, when, code)
+	}
+}
+
+// awaitBreakerOpen waits until /metrics shows the breaker open (2) and the health document
+// says "open". After BREAKER_OPEN_FOR both read half-open until something probes Redis, so
+// while they do, a request that asks Redis is sent: its failed probe opens the breaker again.
+func (rig *faultRig) awaitBreakerOpen(t *testing.T, ts *tokenSource) {
+	t.Helper()
+	rig.awaitOpen(t, ts, seriesBreakerState+" 2", func() bool { return value(t, rig.sc, seriesBreakerState) == 2 })
+	rig.awaitOpen(t, ts, `health document "breaker": "open"`, func() bool {
+		var doc struct{ SessionCache struct{ Breaker string } }
+		_ = json.Unmarshal([]byte(rig.sc.Get(t, "/api/health/redis", "").Body), &doc)
+		return doc.SessionCache.Breaker == "open"
+	})
+}
+
+func (rig *faultRig) awaitOpen(t *testing.T, ts *tokenSource, what string, open func() bool) {
+	t.Helper()
+	eventually(t, 3*breakerOpenFor+2*time.Second, what, func() bool {
+		if open() {
+			return true
+		}
+		token, userID := ts.next(t, cached)
+		assertDecision(t, cached, rig.sc.Get(t, "/api/me", token), http.StatusOK, userID)
+		return false
+	})
+}
+
+// awaitFeedRole waits until /metrics shows the change feed in role (its series is 1).
+func awaitFeedRole(t *testing.T, sc *Sidecar, series string, within time.Duration) {
+	t.Helper()
+	eventually(t, within, series+" 1", func() bool { return value(t, sc, series) == 1 })
+}
+
 // allValid is what every class gets while Postgres answers.
 var allValid = map[string]int{cached: 200, uncached: 200, invalid: 401, revoked: 401}
 

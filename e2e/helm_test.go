@@ -167,6 +167,11 @@ func TestHelmChartRendersASidecarThatStarts(t *testing.T) {
 			if host := appEnv["HOSTNAME"]; host != "" && host != "127.0.0.1" {
 				t.Errorf("the app binds HOSTNAME=%s: other Pods could reach it around the sidecar", host)
 			}
+			for _, o := range r.objs {
+				if o.kind() == "Deployment" {
+					assertGraceOutlastsTheDrain(t, o.podSpec(), env)
+				}
+			}
 			checkChartServiceAndPolicy(t, r)
 			checkChartHooks(t, r, values)
 		})

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authsidecar/authsidecar/config"
 )
@@ -16,14 +17,14 @@ func TestKustomizeManifestsRunTheSidecarInFrontOfTheApp(t *testing.T) {
 	for _, dir := range kustomizeDirs {
 		t.Run(dir, func(t *testing.T) {
 			objs := parseObjects(t, render(t, "kustomize", "build", repoFile(dir)))
-			var sidecar map[string]any
+			var sidecar, pod map[string]any
 			for _, o := range objs {
 				if o.kind() != "Deployment" {
 					continue
 				}
 				for _, c := range list(o.podSpec()["containers"]) {
 					if c["name"] == "authsidecar" {
-						sidecar = c
+						sidecar, pod = c, o.podSpec()
 					}
 				}
 			}
@@ -32,6 +33,7 @@ func TestKustomizeManifestsRunTheSidecarInFrontOfTheApp(t *testing.T) {
 			}
 			// DATABASE_URL, REDIS_URL and ADMIN_TOKEN come from the Secret (envFrom).
 			env := containerEnv(sidecar)
+			assertGraceOutlastsTheDrain(t, pod, env)
 			env["DATABASE_URL"] = "postgres://authsidecar:secret@postgres:5432/app?sslmode=require"
 			for name := range env {
 				if !slices.Contains(config.Names(), name) {
@@ -48,8 +50,10 @@ func TestKustomizeManifestsRunTheSidecarInFrontOfTheApp(t *testing.T) {
 			for _, o := range objs {
 				switch o.kind() {
 				case "Service":
-					if o.name() == "web" && dig(o, "spec", "ports") != nil && list(dig(o, "spec", "ports"))[0]["targetPort"] != "http" {
-						t.Errorf("Service web does not target the sidecar's port http")
+					if o.name() == "web" && dig(o, "spec", "ports") != nil {
+						if p := list(dig(o, "spec", "ports"))[0]; p["targetPort"] != "http" || p["port"] != 80 {
+							t.Errorf("Service web: port %v → %v, want 80 → the sidecar's port http", p["port"], p["targetPort"])
+						}
 					}
 				case "NetworkPolicy":
 					policies++
@@ -66,5 +70,23 @@ func TestKustomizeManifestsRunTheSidecarInFrontOfTheApp(t *testing.T) {
 				t.Error("no NetworkPolicy")
 			}
 		})
+	}
+}
+
+// assertGraceOutlastsTheDrain: deploying.md's terminationGracePeriodSeconds (30 s) above
+// SHUTDOWN_TIMEOUT (15 s), so a rollout lets in-flight requests drain before the kubelet
+// kills the container.
+func assertGraceOutlastsTheDrain(t *testing.T, pod map[string]any, env map[string]string) {
+	t.Helper()
+	grace, _ := pod["terminationGracePeriodSeconds"].(int)
+	drain, err := time.ParseDuration(env["SHUTDOWN_TIMEOUT"])
+	if err != nil {
+		drain = 15 * time.Second // the default
+	}
+	if grace != 30 || drain != 15*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %d and SHUTDOWN_TIMEOUT %v, the docs say 30 and 15s", grace, drain)
+	}
+	if time.Duration(grace)*time.Second <= drain {
+		t.Errorf("terminationGracePeriodSeconds %d does not outlast SHUTDOWN_TIMEOUT %v", grace, drain)
 	}
 }

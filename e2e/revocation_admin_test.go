@@ -90,6 +90,10 @@ func (e *rvEnv) adminStatusCodes(t *testing.T, s *rvReplica) {
 		{"NotJSON", rvAdminToken, `token=x`, 400, ""},
 		{"WrongType", rvAdminToken, `{"token":42}`, 400, ""},
 		{"TrailingData", rvAdminToken, `{"token":"x"}{"userId":"u"}`, 400, ""},
+		// reference.md's limits: a user id of at most 128 bytes, a body of at most 64 KiB.
+		{"UserID128Bytes", rvAdminToken, `{"userId":"` + strings.Repeat("u", 128) + `"}`, 200, `{"invalidated":0}`},
+		{"UserID129Bytes", rvAdminToken, `{"userId":"` + strings.Repeat("u", 129) + `"}`, 400, ""},
+		{"BodyOver64KiB", rvAdminToken, `{"token":"` + strings.Repeat("t", 64<<10) + `"}`, 400, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,8 +70,8 @@ func fetchJWKS(tb testing.TB, sc *Sidecar, url string) []jwk {
 	if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &set) != nil || len(set.Keys) == 0 {
 		tb.Fatalf("JWKS at %s: %d %q", url, r.Status, r.Body)
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		tb.Errorf("JWKS Content-Type %q", ct)
+	if ct, cc := r.Header.Get("Content-Type"), r.Header.Get("Cache-Control"); ct != "application/json" || cc != "public, max-age=300" {
+		tb.Errorf("JWKS Content-Type %q, Cache-Control %q; want application/json, public, max-age=300", ct, cc)
 	}
 	return set.Keys
 }

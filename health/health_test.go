@@ -105,6 +105,10 @@ func TestHealthDocumentAssertsEveryField(t *testing.T) {
 		!humanBytes.MatchString(r.UsedMemory) || r.TotalKeys != 4 {
 		t.Errorf("redis = %+v, want connected, version %s, uptime %d, human memory, 4 keys", r, info["redis_version"], uptime)
 	}
+	// reference.md's key table: the probe's own key holds "ok" for 10 s.
+	if v, ttl := s.rdb.Get(context.Background(), "health:healthcheck").Val(), s.rdb.PTTL(context.Background(), "health:healthcheck").Val(); v != "ok" || ttl <= 8*time.Second || ttl > 10*time.Second {
+		t.Errorf("health:healthcheck = %q with TTL %v, want ok for 10 s", v, ttl)
+	}
 	sc := doc.SessionCache
 	if !sc.Enabled || sc.Healthy != (want.status == "healthy") || sc.Breaker != "closed" {
 		t.Errorf("sessionCache = %+v", sc)
@@ -213,6 +217,23 @@ func TestHealthDegradedWhenPingIsSlow(t *testing.T) {
 		!slices.Contains(doc.Errors, "redis ping is slow") {
 		t.Fatalf("HTTP %d %q ping %.1fms breaker %q errors %q; want degraded by a ping ≥ 100ms",
 			code, doc.Status, doc.Performance.Ping, doc.SessionCache.Breaker, doc.Errors)
+	}
+}
+
+// TestHealthProbeWaitsMaxOfOpTimeoutAndASecond: reference.md, "One probe is bounded by
+// max(REDIS_OP_TIMEOUT, 1 s)": against a hung Redis, with REDIS_OP_TIMEOUT 300 ms, the
+// document answers unhealthy after the second, not after 300 ms. The lower bound is the
+// product's; the upper one only catches a probe that hangs.
+func TestHealthProbeWaitsMaxOfOpTimeoutAndASecond(t *testing.T) {
+	s := newHealthStack(t, withRedis)
+	s.srv.Pause()
+	t.Cleanup(s.srv.Resume)
+	start := time.Now()
+	code, doc := s.fresh(t)
+	took := time.Since(start)
+	t.Logf("measured: the probe of a hung Redis gave up after %v", took.Round(time.Millisecond))
+	if code != http.StatusServiceUnavailable || doc.Status != "unhealthy" || took < 950*time.Millisecond || took > 10*time.Second {
+		t.Errorf("HTTP %d %q after %v; want 503 unhealthy after the probe's 1 s deadline", code, doc.Status, took)
 	}
 }
 
