@@ -289,10 +289,10 @@ s=$(req health "$BASE/api/health/redis")
 check "GET /api/health/redis: 200, status healthy, sessionCache enabled" "status $s, body: $(snip health)" \
   eval '[ "$s" = 200 ] && has health "\"status\":\"healthy\"" && has health "\"enabled\":true"'
 TOKEN_HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
-redis_exists() { timeout 10 redis-cli -u "$REDIS_URL" --no-auth-warning exists "${KEY_PREFIX}${TOKEN_HASH}" 2>&1; }
+redis_exists() { timeout 10 redis-cli -u "$REDIS_URL" --no-auth-warning exists "${KEY_PREFIX}{${TOKEN_HASH}}" 2>&1; }
 if command -v redis-cli >/dev/null 2>&1; then
   R="$(redis_exists)"
-  check "session cached in Redis under SESSION_KEY_PREFIX (key ${KEY_PREFIX}<sha256>)" "EXISTS answered '$R'" eval '[ "$R" = 1 ]'
+  check "session cached in Redis under SESSION_KEY_PREFIX (key ${KEY_PREFIX}{<sha256>})" "EXISTS answered '$R'" eval '[ "$R" = 1 ]'
 fi
 
 # 12. Logout revokes the session: the very next request with the same token is refused.
