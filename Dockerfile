@@ -18,7 +18,9 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/authsidecar .
+# grpcnotrace: gRPC (the OTLP exporter's) without golang.org/x/net/trace, whose templates
+# would keep the linker from dropping unused methods: 9 MB less.
+RUN go build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/authsidecar .
 # Fail the build if the result is not a static executable that runs.
 RUN /out/authsidecar version
 

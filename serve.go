@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/admin"
@@ -43,9 +44,14 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 	}
 	defer flush()
 	redis.SetLogger(redisLogger{log.Named("redis")})
+	tracer, stopTracing, err := startTracing(ctx, env, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.Background()) // a start that fails below; after the drain, a no-op
 
 	reg := prometheus.NewRegistry()
-	st, err := openBackends(ctx, cfg, log, reg)
+	st, err := openBackends(ctx, cfg, log, reg, tracer)
 	if err != nil {
 		return err
 	}
@@ -54,7 +60,7 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 	// what Shutdown does not wait for, such as WebSockets.
 	base, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	srv, err := newServers(cfg, st, log, base, reg)
+	srv, err := newServers(cfg, st, log, base, reg, tracer)
 	if err != nil {
 		return err
 	}
@@ -76,6 +82,7 @@ func serve(ctx context.Context, cfg config.Config, env map[string]string, stderr
 		cancelRequests()
 		srv.close()
 	}
+	stopTracing(drain) // the spans of the drained requests too, within what is left of the drain time
 	return err
 }
 
@@ -88,7 +95,7 @@ type backends struct {
 	health *health.Reporter
 }
 
-func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg prometheus.Registerer) (*backends, error) {
+func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg prometheus.Registerer, tracer trace.Tracer) (*backends, error) {
 	store, err := pgsession.Open(ctx, pgsession.Options{
 		URL: cfg.DatabaseURL, PrimaryURL: cfg.DBNotifyURL,
 		MaxConns: int32(cfg.DBMaxConns), QueryTimeout: cfg.DBQueryTimeout, Logger: log,
@@ -110,6 +117,7 @@ func openBackends(ctx context.Context, cfg config.Config, log *zap.Logger, reg p
 		PrimaryWindow: cfg.DBPrimaryWindow,
 		Registerer:    reg,
 		Logger:        log.Named("authcache"),
+		Tracer:        tracer,
 	}
 	if cfg.CacheWarmOnStart {
 		// Sessions active within a Redis entry's lifetime are the ones worth loading.
@@ -140,7 +148,7 @@ type servers struct {
 	publicLn, adminLn net.Listener
 }
 
-func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context, reg *prometheus.Registry) (*servers, error) {
+func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.Context, reg *prometheus.Registry, tracer trace.Tracer) (*servers, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		st.health, st.store)
 	signer, err := newAssertions(cfg)
@@ -154,7 +162,7 @@ func newServers(cfg config.Config, st *backends, log *zap.Logger, base context.C
 		ValidatePath: cfg.ValidatePath, HealthPath: cfg.HealthPath,
 		BodyIdleTimeout: cfg.BodyIdleTimeout, InvalidTokenRate: cfg.InvalidTokenRate,
 		Assertions: signer, JWKSPath: cfg.JWKSPath,
-		Logger: log.Named("proxy"), Registerer: reg,
+		Logger: log.Named("proxy"), Registerer: reg, Tracer: tracer,
 	})
 	s := &servers{handler: handler}
 	s.public = &http.Server{

@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
@@ -69,7 +70,8 @@ const (
 	LayerPostgres Layer = "postgres"
 )
 
-// Result is a validated session and the layer that answered.
+// Result is a validated session and the layer that answered. With ErrInvalid, Layer is
+// still the layer that knew the token to be invalid.
 type Result struct {
 	Session pgsession.Session
 	Layer   Layer
@@ -98,6 +100,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	Logger     *zap.Logger
 	Now        func() time.Time // defaults to time.Now
+	// Tracer, if set, records a span for each layer a validation asks, under the span in
+	// the caller's context (trace.go); nil records nothing.
+	Tracer trace.Tracer
 }
 
 // Cache is the read-through session cache. Its zero value is not usable; call New.
@@ -173,10 +178,13 @@ func (c *Cache) validate(ctx context.Context, token string, withSource bool) (Re
 	h := HashToken(token)
 	var gen uint64
 	if c.local != nil {
+		span := c.layerSpan(ctx, LayerLocal)
 		if e, ok := c.local.get(h, start); ok {
+			endLayer(span, resultHit, nil)
 			c.m.cacheRequest(LayerLocal, resultHit)
 			return c.answer(h, e.session, e.valid, LayerLocal, start)
 		}
+		endLayer(span, resultMiss, nil)
 		c.m.cacheRequest(LayerLocal, resultMiss)
 		gen = c.local.gen.Load()
 	}
@@ -184,7 +192,8 @@ func (c *Cache) validate(ctx context.Context, token string, withSource bool) (Re
 	if !withSource {
 		key = "cached:" + h // never shares a flight that would ask the Source
 	}
-	ch := c.flight.DoChan(key, func() (any, error) { return c.load(h, gen, withSource) })
+	// The flight runs detached from ctx; ctx only parents its spans.
+	ch := c.flight.DoChan(key, func() (any, error) { return c.load(ctx, h, gen, withSource) })
 	select {
 	case r := <-ch:
 		if errors.Is(r.Err, ErrNotCached) {
@@ -219,7 +228,7 @@ func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, s
 	}
 	if !valid {
 		c.m.validation(outcomeInvalid)
-		return Result{}, ErrInvalid
+		return Result{Layer: layer}, ErrInvalid
 	}
 	c.m.validation(outcomeValid)
 	return Result{Session: s, Layer: layer}, nil
@@ -230,21 +239,23 @@ func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, s
 // behind it.
 // Unlike groupcache, the Redis read is inside the flight too: concurrent requests for one
 // token then cost one MGET, and moving it out measured 37 % fewer req/s on a hot token.
-func (c *Cache) load(h string, gen uint64, withSource bool) (answer, error) {
+func (c *Cache) load(ctx context.Context, h string, gen uint64, withSource bool) (answer, error) {
 	now, started := c.opts.Now(), time.Now()
 	if c.local != nil {
 		if e, ok := c.local.get(h, now); ok {
 			return answer{e.session, e.valid, LayerLocal}, nil
 		}
 	}
-	a, l, fill := c.loadRedis(h, gen, now)
+	a, l, fill := c.loadRedis(ctx, h, gen, now)
 	if a != nil {
 		return *a, nil
 	}
 	if !withSource {
 		return answer{}, ErrNotCached
 	}
+	span := c.layerSpan(ctx, LayerPostgres)
 	s, err := c.lookupSource(h)
+	endSource(span, err)
 	// A fill is sent only if no eviction can have slipped past its guard (see fillable).
 	fill = fill && c.fillable(started)
 	switch {
@@ -271,29 +282,34 @@ func (c *Cache) load(h string, gen uint64, withSource bool) (answer, error) {
 
 // loadRedis asks Redis. It returns the answer if Redis had one; else what it read, and
 // whether a fill may follow (Redis answered, and no eviction waits to be retried).
-func (c *Cache) loadRedis(h string, gen uint64, now time.Time) (*answer, lookup, bool) {
+func (c *Cache) loadRedis(ctx context.Context, h string, gen uint64, now time.Time) (*answer, lookup, bool) {
 	if c.redis == nil || c.retry.busy() {
 		// With evictions waiting, Redis may still hold what they evict: ask Postgres.
 		return nil, lookup{}, false
 	}
+	span := c.layerSpan(ctx, LayerRedis)
 	l, err := c.redis.get(h)
 	switch {
 	case err != nil:
+		endLayer(span, resultError, err)
 		c.redisFailed("read", err)
 		return nil, l, false
 	case l.value != nil:
 		s, derr := decodeSession(h, l.value)
 		if derr == nil && now.Before(s.ExpiresAt) {
+			endLayer(span, resultHit, nil)
 			c.m.cacheRequest(LayerRedis, resultHit)
 			c.putLocal(h, s, true, now, gen)
 			return &answer{s, true, LayerRedis}, l, false
 		}
 		// A corrupt or expired copy is a miss: Postgres decides.
 	case l.neg:
+		endLayer(span, resultHit, nil)
 		c.m.cacheRequest(LayerRedis, resultHit)
 		c.putLocal(h, pgsession.Session{}, false, now, gen)
 		return &answer{layer: LayerRedis}, l, false
 	}
+	endLayer(span, resultMiss, nil)
 	c.m.cacheRequest(LayerRedis, resultMiss)
 	return nil, l, true
 }

@@ -3,12 +3,15 @@ package e2e
 import (
 	"bufio"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -56,6 +59,9 @@ func TestReleaseScriptBuildsStaticBinariesWithChecksums(t *testing.T) {
 		if sums[name] != hex.EncodeToString(sum[:]) {
 			t.Errorf("SHA256SUMS says %s for %s, the file hashes to %x", sums[name], name, sum)
 		}
+		if info, err := buildinfo.ReadFile(path); err != nil || !slices.Contains(info.Settings, debug.BuildSetting{Key: "-tags", Value: "grpcnotrace"}) {
+			t.Errorf("%s: not built with -tags grpcnotrace (9 MB more): %v", name, err)
+		}
 		if arch == runtime.GOARCH && runtime.GOOS == "linux" {
 			out, err := exec.Command(path, "version").Output()
 			if err != nil || !strings.HasPrefix(string(out), "authsidecar v9.9.9-release-test (") {
@@ -83,4 +89,29 @@ func readSums(tb testing.TB, path string) map[string]string {
 		sums[name] = sum
 	}
 	return sums
+}
+
+// TestEveryBuildOfTheBinaryDropsGRPCTrace: each place that builds the sidecar builds it with
+// -tags grpcnotrace, as the image does; without it gRPC links golang.org/x/net/trace and its
+// templates, which cost the binary 9 MB.
+func TestEveryBuildOfTheBinaryDropsGRPCTrace(t *testing.T) {
+	for _, name := range []string{"Dockerfile", "scripts/release.sh", "scripts/demo.sh", "scripts/e2e.sh"} {
+		raw, err := os.ReadFile(repoFile(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		builds := 0
+		for _, line := range strings.Split(string(raw), "\n") {
+			if !strings.Contains(line, "go build -") || strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			builds++
+			if !strings.Contains(line, "-tags grpcnotrace") {
+				t.Errorf("%s: %q builds without -tags grpcnotrace", name, strings.TrimSpace(line))
+			}
+		}
+		if builds == 0 {
+			t.Errorf("%s: no go build line found", name)
+		}
+	}
 }

@@ -58,7 +58,7 @@ func sidecarBinary(tb testing.TB) string {
 			return
 		}
 		b.path = filepath.Join(b.dir, "authsidecar")
-		args := []string{"build", "-o", b.path, "-ldflags", "-X main.version=blackbox-test"}
+		args := []string{"build", "-o", b.path, "-tags", "grpcnotrace", "-ldflags", "-X main.version=blackbox-test"}
 		if raceEnabled() {
 			args = append(args, "-race")
 		}
@@ -122,9 +122,10 @@ type Sidecar struct {
 // returns its exit code, stdout and stderr.
 func runSidecar(tb testing.TB, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	tb.Helper()
+	bin := sidecarBinary(tb) // before the deadline starts: the first call builds it
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sidecarBinary(tb), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = envList(env)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -56,6 +56,7 @@ type accessEvent struct {
 	requestID string
 	userID    string
 	layer     authcache.Layer
+	route     string // the route kind, for the trace (Route*)
 }
 
 const maxRequestIDLen = 128

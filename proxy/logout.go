@@ -28,6 +28,7 @@ func (h *Handler) markLogout(r *http.Request, p string) *http.Request {
 // evicts a logged-out session before the app's answer reaches the client, so the client
 // cannot race its own logout with a cached token.
 func (h *Handler) modifyResponse(resp *http.Response) error {
+	h.traceResponse(resp)
 	if err := checkHandshake(resp); err != nil {
 		return err
 	}

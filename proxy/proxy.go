@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/authsidecar/authsidecar/assertion"
@@ -77,6 +78,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the limiter's clock; nil means time.Now.
 	Now func() time.Time
+	// Tracer, if set, traces every request and sends its trace context to the app
+	// (trace.go); nil traces nothing and leaves the client's trace headers as they are.
+	Tracer trace.Tracer
 }
 
 // statusClientClosed is logged, never sent, for a client that hung up (nginx's 499).
@@ -146,6 +150,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w}
 	ev := accessEvent{start: time.Now(), requestID: requestID(r.Header)}
 	defer h.logAccess(rw, r, &ev)
+	if h.opts.Tracer != nil {
+		var span trace.Span
+		r, span = h.startServerSpan(r)
+		defer endServerSpan(span, rw, &ev)
+	}
 
 	stripClientHeaders(r.Header)
 	stripH2C(r.Header)
@@ -157,18 +166,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	own := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch {
 	case ambiguousPath(p):
+		ev.route = RouteRefused
 		refuse(rw, r, errAmbiguousPath)
 	case own && p == h.opts.ValidatePath:
+		ev.route = RouteValidate
 		h.serveValidate(rw, r, &ev)
 	case own && p == h.opts.HealthPath && h.opts.Health != nil:
+		ev.route = RouteHealth
 		closeUnreadBody(rw, r)
 		h.opts.Health.ServeHTTP(rw, r)
 	case own && p == h.opts.JWKSPath && h.opts.Assertions != nil:
+		ev.route = RouteJWKS
 		closeUnreadBody(rw, r)
 		h.opts.Assertions.ServeJWKS(rw, r)
 	case len(r.Header["Upgrade"]) == 0 && matchesAny(p, h.opts.PublicPaths):
+		ev.route = RoutePublic
 		h.forward(rw, h.markLogout(r, p))
 	default:
+		ev.route = RouteProtected
 		h.serveProtected(rw, r, p, &ev)
 	}
 }
@@ -250,6 +265,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		rw.body = newBodyReader(r.Body, w, h.opts.BodyIdleTimeout)
 		r.Body = rw.body
 	}
+	if h.opts.Tracer != nil {
+		var span trace.Span
+		r, span = h.startClientSpan(r)
+		defer span.End()
+	}
 	h.inflight.Add(1)
 	defer h.inflight.Add(-1)
 	start := time.Now()
@@ -278,6 +298,9 @@ func (h *Handler) Wait(ctx context.Context) error {
 func (h *Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(h.opts.Upstream)
 	pr.Out.Host = pr.In.Host
+	if h.opts.Tracer != nil {
+		injectTraceContext(pr.Out)
+	}
 	if h.trusted(pr.In.RemoteAddr) {
 		in := pr.In.Header
 		if v := in["X-Forwarded-For"]; len(v) > 0 {
@@ -325,6 +348,7 @@ func (h *Handler) trustedAddr(ip netip.Addr) bool {
 // client left (or its session was revoked mid-stream, which cancels the request the same
 // way), else 502.
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	h.traceUpstreamError(w, r, err)
 	rw, _ := w.(*responseWriter)
 	if rw != nil && rw.body != nil {
 		if fault := rw.body.fault(); fault != nil {

@@ -200,7 +200,7 @@ cd "$ROOT"
 
 # ------------------------------------------------------------------ sidecar
 say "go build"
-go build -trimpath -ldflags "-s -w -X main.version=demo" -o "$RUN_DIR/authsidecar" .
+go build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=demo" -o "$RUN_DIR/authsidecar" .
 env UPSTREAM_URL="http://127.0.0.1:$APP_PORT" \
   DATABASE_URL="$DB_URL" \
   REDIS_URL="$REDIS_URL" \

@@ -33,7 +33,7 @@ RAND="$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 DB_NAME="authsidecar_e2e_${RAND}"
 KEY_PREFIX="e2e-${RAND}:session:"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/authsidecar-e2e.XXXXXX")"
-APP_PID="" SIDECAR_PID="" DB_CREATED=0 PASS=0 FAIL=0
+APP_PID="" SIDECAR_PID="" COLLECTOR_PID="" DB_CREATED=0 PASS=0 FAIL=0
 
 log() { printf 'e2e: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -41,11 +41,11 @@ die() { log "error: $*"; exit 1; }
 cleanup() {
   local rc=$?
   set +e
-  for pid in "$SIDECAR_PID" "$APP_PID"; do
+  for pid in "$SIDECAR_PID" "$APP_PID" "$COLLECTOR_PID"; do
     [ -n "$pid" ] || continue
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
   done
-  for pid in "$SIDECAR_PID" "$APP_PID"; do
+  for pid in "$SIDECAR_PID" "$APP_PID" "$COLLECTOR_PID"; do
     [ -n "$pid" ] || continue
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
@@ -134,7 +134,7 @@ timeout 60 psql "$DB_URL" -qX -v ON_ERROR_STOP=1 \
 
 # ---------------------------------------------------------------- sidecar binary
 log "go build"
-(cd "$ROOT" && timeout 600 go build -trimpath -ldflags "-s -w -X main.version=e2e" -o "$WORK/authsidecar" .) \
+(cd "$ROOT" && timeout 600 go build -tags grpcnotrace -trimpath -ldflags "-s -w -X main.version=e2e" -o "$WORK/authsidecar" .) \
   >"$WORK/gobuild.log" 2>&1 || { cat "$WORK/gobuild.log" >&2; die "go build failed"; }
 
 # ---------------------------------------------------------------- example app
@@ -157,9 +157,37 @@ PORT="$(free_port)"
 ADMIN_PORT="$(free_port)"
 while [ "$ADMIN_PORT" = "$PORT" ] || [ "$ADMIN_PORT" = "$APP_PORT" ]; do ADMIN_PORT="$(free_port)"; done
 while [ "$PORT" = "$APP_PORT" ]; do PORT="$(free_port)"; done
+
+# A stand-in OpenTelemetry collector: OTLP/HTTP JSON on a free loopback port, one line per
+# export in $WORK/otlp.jsonl. The sidecar and the app both export to it (check 13).
+cat >"$WORK/collector.mjs" <<'EOF2'
+import { createServer } from 'node:http';
+import { appendFileSync } from 'node:fs';
+const [out] = process.argv.slice(2);
+const srv = createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => { body += c; });
+  req.on('end', () => {
+    if (req.method === 'POST' && req.url === '/v1/traces' && /json/.test(req.headers['content-type'] || '')) {
+      appendFileSync(out, JSON.stringify(JSON.parse(body)) + '\n');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    } else {
+      res.writeHead(415).end();
+    }
+  });
+});
+srv.listen(0, '127.0.0.1', () => console.log(srv.address().port));
+EOF2
+: >"$WORK/otlp.jsonl"
+setsid node "$WORK/collector.mjs" "$WORK/otlp.jsonl" >"$WORK/collector.port" 2>"$WORK/collector.log" &
+COLLECTOR_PID=$!
+wait_until 10 test -s "$WORK/collector.port" || die "the stand-in OTLP collector did not start"
+OTLP_ENDPOINT="http://127.0.0.1:$(cat "$WORK/collector.port")"
 # The app verifies the sidecar's signed X-Auth-Assertion with the JWKS on the admin listener
 # (fetched on the first request, so the sidecar may start after the app).
 DATABASE_URL="$DB_URL" \
+  OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_ENDPOINT" OTEL_EXPORTER_OTLP_PROTOCOL=http/json \
+  OTEL_SERVICE_NAME=authsidecar-example-app \
   AUTHSIDECAR_JWKS_URL="http://127.0.0.1:$ADMIN_PORT/.well-known/jwks.json" \
   AUTHSIDECAR_JWT_AUDIENCE="http://127.0.0.1:$APP_PORT" \
   setsid ./node_modules/.bin/next start -H 127.0.0.1 -p "$APP_PORT" >"$WORK/app.log" 2>&1 &
@@ -183,6 +211,8 @@ env UPSTREAM_URL="http://127.0.0.1:$APP_PORT" \
   PUBLIC_PATHS="/login,/_next/static,/favicon.ico" \
   SESSION_COOKIE="session" \
   IDENTITY_JWT_KEY="$WORK/identity.pem" \
+  OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_ENDPOINT" OTEL_EXPORTER_OTLP_PROTOCOL=http/json \
+  OTEL_BSP_SCHEDULE_DELAY=200 \
   LOG_LEVEL=debug LOG_FORMAT=console \
   setsid "$WORK/authsidecar" >"$WORK/sidecar.log" 2>&1 &
 SIDECAR_PID=$!
@@ -295,7 +325,41 @@ if command -v redis-cli >/dev/null 2>&1; then
   check "session cached in Redis under SESSION_KEY_PREFIX (key ${KEY_PREFIX}{<sha256>})" "EXISTS answered '$R'" eval '[ "$R" = 1 ]'
 fi
 
-# 12. Logout revokes the session: the very next request with the same token is refused.
+# 12. The app joins the sidecar's trace: a client's traceparent is continued by the sidecar's
+# server span; the app's own span (Next.js, exported by @vercel/otel from instrumentation.js)
+# is a child of the sidecar's span for the request it forwarded.
+TRACE_ID="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+s=$(req traced -H "Authorization: Bearer $TOKEN" -H "traceparent: 00-$TRACE_ID-00f067aa0ba902b7-01" "$BASE/api/me")
+cat >"$WORK/trace.mjs" <<'EOF2'
+import { readFileSync } from 'node:fs';
+const [file, traceId, clientParent] = process.argv.slice(2);
+// OTLP JSON carries ids as hex; base64 is accepted too.
+const hex = (v) => (v && /^[0-9a-f]+$/i.test(v) && (v.length === 32 || v.length === 16) ? v.toLowerCase() : Buffer.from(v || '', 'base64').toString('hex'));
+const kind = (k) => (typeof k === 'number' ? k : { SPAN_KIND_SERVER: 2, SPAN_KIND_CLIENT: 3 }[k] || 0);
+const spans = [];
+for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+  for (const rs of JSON.parse(line).resourceSpans || []) {
+    const service = (rs.resource?.attributes || []).find((a) => a.key === 'service.name')?.value?.stringValue;
+    for (const ss of rs.scopeSpans || []) for (const s of ss.spans || []) {
+      spans.push({ service, name: s.name, kind: kind(s.kind), trace: hex(s.traceId), id: hex(s.spanId), parent: hex(s.parentSpanId) });
+    }
+  }
+}
+const inTrace = spans.filter((s) => s.trace === traceId);
+const server = inTrace.find((s) => s.service === 'authsidecar' && s.kind === 2 && s.parent === clientParent);
+const client = server && inTrace.find((s) => s.service === 'authsidecar' && s.kind === 3 && s.parent === server.id);
+const app = client && inTrace.filter((s) => s.service === 'authsidecar-example-app' && s.parent === client.id);
+const children = server ? inTrace.filter((s) => s.parent === server.id).map((s) => s.name).sort() : [];
+console.log(JSON.stringify({ spans: inTrace.length, server: server?.name, children, app: (app || []).map((s) => s.name) }));
+process.exit(server && client && app.length > 0 ? 0 : 1);
+EOF2
+trace_joined() { node "$WORK/trace.mjs" "$WORK/otlp.jsonl" "$TRACE_ID" 00f067aa0ba902b7 >"$WORK/trace.json"; }
+wait_until 20 trace_joined || true
+TRACE="$(cat "$WORK/trace.json" 2>/dev/null)"
+check "OpenTelemetry: the app's span is a child of the sidecar's span, in the client's trace ($TRACE)" \
+  "status $s; collector got $(wc -l <"$WORK/otlp.jsonl") exports" eval '[ "$s" = 200 ] && trace_joined'
+
+# 13. Logout revokes the session: the very next request with the same token is refused.
 s=$(req logout -X POST -H "Authorization: Bearer $TOKEN" "$BASE/api/auth/logout")
 check "POST /api/auth/logout with the token is 200" "status $s, body: $(snip logout)" eval '[ "$s" = 200 ]'
 if command -v redis-cli >/dev/null 2>&1; then

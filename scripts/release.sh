@@ -5,8 +5,8 @@
 #   scripts/release.sh                 # version from `git describe --tags --always --dirty`
 #   VERSION=v0.2.0 scripts/release.sh  # e.g. on the tag v0.2.0
 #
-# Each binary is built as the Docker image builds it (CGO_ENABLED=0, -trimpath,
-# -ldflags "-s -w -X main.version=$VERSION"), with the VCS revision recorded, and named
+# Each binary is built as the Docker image builds it (CGO_ENABLED=0, -tags grpcnotrace,
+# -trimpath, -ldflags "-s -w -X main.version=$VERSION"), with the VCS revision recorded, and named
 # authsidecar-$VERSION-linux-$ARCH; `authsidecar version` prints the version and the
 # revision. Check a download with `sha256sum -c SHA256SUMS`. Environment: VERSION, DIST
 # (default dist), PLATFORMS (default "linux/amd64 linux/arm64"). e2e/release_test.go runs
@@ -30,7 +30,7 @@ for platform in $PLATFORMS; do
   out="$DIST/authsidecar-$VERSION-$os-$arch"
   echo "release: $out" >&2
   # -buildvcs=auto: record the revision even where GOFLAGS turns it off.
-  CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -buildvcs=auto -trimpath \
+  CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -buildvcs=auto -tags grpcnotrace -trimpath \
     -ldflags "-s -w -X main.version=$VERSION" -o "$out" .
 done
 (cd "$DIST" && sha256sum authsidecar-* > SHA256SUMS)
