@@ -210,7 +210,7 @@ func (s *redisStore) evictTokenKeys(h string) []string {
 }
 
 // evictHash forgets a token, takes it out of its user's index, and publishes msg to the
-// other replicas. It reports whether a session was cached.
+// other replicas, in two round trips. It reports whether a session was cached.
 func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
 	cached := false
 	err := s.do(func(ctx context.Context) error {
@@ -221,21 +221,24 @@ func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
 			return err
 		default:
 			cached = true
+		}
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			// A stale index member would be harmless (a user eviction would bump its
 			// generation); removing it keeps the index small.
-			if sess, derr := decodeSession(h, []byte(v)); derr == nil {
-				if err := s.rdb.SRem(ctx, s.userKey(sess.UserID), h).Err(); err != nil {
-					return err
-				}
+			if sess, derr := decodeSession(h, []byte(v)); cached && derr == nil {
+				p.SRem(ctx, s.userKey(sess.UserID), h)
 			}
-		}
-		return s.rdb.Publish(ctx, s.evictChannel(), msg).Err()
+			p.Publish(ctx, s.evictChannel(), msg)
+			return nil
+		})
+		return err
 	})
 	return cached, err
 }
 
 // evictUser forgets every cached session of a user through the per-user index (no SCAN),
-// then the index, publishes msg, and returns the token hashes whose session was cached.
+// then the index, publishes msg, and returns the token hashes whose session was cached:
+// three round trips.
 func (s *redisStore) evictUser(userID string, msg []byte) ([]string, error) {
 	var evicted []string
 	err := s.do(func(ctx context.Context) error {
@@ -244,34 +247,46 @@ func (s *redisStore) evictUser(userID string, msg []byte) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		cached, err := s.pipelineEvictTokens(ctx, hashes)
-		if err != nil {
+		if evicted, err = s.pipelineEvictTokens(ctx, hashes); err != nil {
 			return err
 		}
-		evicted = cached
-		if err := s.rdb.Del(ctx, s.userKey(userID)).Err(); err != nil {
-			return err
-		}
-		return s.rdb.Publish(ctx, s.evictChannel(), msg).Err()
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, s.userKey(userID))
+			p.Publish(ctx, s.evictChannel(), msg)
+			return nil
+		})
+		return err
 	})
 	return evicted, err
 }
 
 // pipelineEvictTokens forgets tokens in one pipeline and returns those that were cached.
+// The script is normally loaded already (every token eviction runs it); if a node answers
+// NOSCRIPT, it is loaded there and the pipeline sent again.
 func (s *redisStore) pipelineEvictTokens(ctx context.Context, hashes []string) ([]string, error) {
 	if len(hashes) == 0 {
 		return nil, nil
 	}
-	if err := s.loadScript(ctx, evictTokenScript); err != nil {
-		return nil, err
+	send := func() []*redis.Cmd {
+		cmds := make([]*redis.Cmd, len(hashes))
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are read per command
+			for i, h := range hashes {
+				cmds[i] = evictTokenScript.EvalSha(ctx, p, s.evictTokenKeys(h), s.guardTTL.Milliseconds())
+			}
+			return nil
+		})
+		return cmds
 	}
-	cmds := make([]*redis.Cmd, len(hashes))
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are read per command
-		for i, h := range hashes {
-			cmds[i] = evictTokenScript.EvalSha(ctx, p, s.evictTokenKeys(h), s.guardTTL.Milliseconds())
+	cmds := send()
+	for _, c := range cmds {
+		if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			if err := s.loadScript(ctx, evictTokenScript); err != nil {
+				return nil, err
+			}
+			cmds = send()
+			break
 		}
-		return nil
-	})
+	}
 	var cached []string
 	for i, c := range cmds {
 		switch err := c.Err(); {
