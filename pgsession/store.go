@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/tracelog"
 	"go.uber.org/zap"
@@ -218,6 +219,11 @@ func (s *Store) lookup(ctx context.Context, pool *pgxpool.Pool, tokenHash string
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	sess, err := scanSession(pool.QueryRow(ctx, lookupSQL, tokenHash))
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		// The query never left: a pooled connection that died while Postgres was away.
+		// Another connection may well answer; a 503 now would be for nothing.
+		sess, err = scanSession(pool.QueryRow(ctx, lookupSQL, tokenHash))
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, ErrNotFound
 	}
