@@ -100,7 +100,7 @@ func (c *Cache) retryPending(ctx context.Context) {
 	}
 	if overflowed {
 		if err := c.redis.flush(ctx); err != nil {
-			c.log.Warn("flushing the cache after lost evictions failed; retrying", zap.Error(err))
+			c.redisFailed("flush after lost evictions", err)
 			c.retry.overflow()
 			return
 		}
@@ -110,6 +110,7 @@ func (c *Cache) retryPending(ctx context.Context) {
 	}
 	for ev := range pending {
 		if _, err := c.evictRedis(ev); err != nil {
+			c.redisFailed("evict retry", err)
 			c.retry.add(ev)
 		}
 	}
