@@ -3,8 +3,8 @@ package proxy
 import (
 	"errors"
 	"io"
-	"mime"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,12 +28,19 @@ func longLived(resp *http.Response) bool {
 	case resp.ContentLength < 0:
 		return true
 	}
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
+	return isEventStream(resp.Header.Get("Content-Type"))
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream, parameters aside,
+// without mime.ParseMediaType's allocations: it runs on every forwarded answer.
+func isEventStream(ct string) bool {
+	const mt = "text/event-stream"
+	ct = strings.TrimLeft(ct, " \t")
+	if len(ct) < len(mt) || !strings.EqualFold(ct[:len(mt)], mt) {
 		return false
 	}
-	mt, _, _ := mime.ParseMediaType(ct)
-	return mt == "text/event-stream"
+	rest := strings.TrimLeft(ct[len(mt):], " \t")
+	return rest == "" || rest[0] == ';'
 }
 
 // watchLongLived runs last in ModifyResponse. For a long-lived response to an

@@ -388,3 +388,15 @@ func acceptFor(key string) string {
 	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
+
+func TestIsEventStream(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"text/event-stream": true, "Text/Event-Stream": true, "text/event-stream; charset=utf-8": true,
+		" text/event-stream ;x=y": true, "text/event-streams": false, "text/plain": false, "": false,
+		"text/event": false, "application/json; text/event-stream": false,
+	} {
+		if got := isEventStream(ct); got != want {
+			t.Errorf("isEventStream(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
