@@ -33,12 +33,12 @@ import (
 // watch; end is not called once stop has returned, except if it was already running.
 func (c *Cache) Watch(tokenHash string, s pgsession.Session, end func()) (stop func()) {
 	w := &watch{c: c, hash: tokenHash, user: s.UserID, end: end, expires: s.ExpiresAt}
-	c.watches.add(w)
-	if !s.ExpiresAt.IsZero() {
-		w.mu.Lock()
+	c.watches.add(w) // before the timer: a timer that ended the watch first would leave it registered
+	w.mu.Lock()
+	if !s.ExpiresAt.IsZero() && !w.done {
 		w.timer = time.AfterFunc(time.Until(s.ExpiresAt), w.expired)
-		w.mu.Unlock()
 	}
+	w.mu.Unlock()
 	return w.stop
 }
 

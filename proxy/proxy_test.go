@@ -65,12 +65,6 @@ func (f fakeSource) LookupPrimary(_ context.Context, h string) (pgsession.Sessio
 	return pgsession.Session{}, pgsession.ErrNotFound
 }
 
-func (a *fakeAuth) calls() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.validations
-}
-
 func (a *fakeAuth) ValidateCached(ctx context.Context, token string) (authcache.Result, error) {
 	a.mu.Lock()
 	known := a.cached[token]
