@@ -341,8 +341,8 @@ func (h *Handler) trustedAddr(ip netip.Addr) bool {
 // upstreamError answers when the request could not be forwarded. A request body that
 // stalled or was malformed is the client's fault: 408 or 400, however the transport
 // reported it (the read that failed also cancelled the request). Otherwise nothing if the
-// client left (or its session was revoked mid-stream, which cancels the request the same
-// way), else 502.
+// client left, else 502. (A long-lived answer whose session is revoked never comes here:
+// its watch closes the app's side, and ReverseProxy aborts the copy.)
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	h.traceUpstreamError(w, r, err)
 	rw, _ := w.(*responseWriter)
