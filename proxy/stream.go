@@ -55,7 +55,8 @@ func (h *Handler) watchLongLived(resp *http.Response) {
 		return
 	}
 	// Only serveProtected sets X-User-Id (clients' copies are stripped on every path): a
-	// public path's stream has no session to watch.
+	// public path's stream has no session to watch. User ids are UUIDs, which
+	// encodeHeaderValue leaves as they are.
 	userID := out.Header["X-User-Id"]
 	if len(userID) == 0 {
 		return
