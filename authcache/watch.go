@@ -29,6 +29,12 @@ import (
 //     session extended, the connection ends (an expired session is not kept open by an
 //     outage).
 //
+// There is no periodic revalidation: an eviction this replica never hears of is one
+// published while its subscription was down (the resubscription checks every watch), one
+// the change feed missed while disconnected (the resync checks every watch), or one that
+// never reached Redis (the retry queue publishes it once Redis answers); a replica whose
+// subscription is down listens to Postgres itself.
+//
 // end runs on its own goroutine, never under a lock of the Cache. stop unregisters the
 // watch; end is not called once stop has returned, except if it was already running.
 func (c *Cache) Watch(tokenHash string, s pgsession.Session, end func()) (stop func()) {
