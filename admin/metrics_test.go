@@ -50,7 +50,7 @@ func newMetricsStack(tb testing.TB) *metricsStack {
 	public := httptest.NewServer(proxy.New(proxy.Options{
 		Upstream: upstream, Auth: cache, Health: reporter, LogoutPaths: []string{"/api/auth/logout"},
 		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis",
-		Revalidate: time.Minute, Registerer: reg,
+		Registerer: reg,
 	}))
 	tb.Cleanup(public.Close)
 	internal := httptest.NewServer(admin.New(admin.Options{

@@ -117,6 +117,8 @@ type Cache struct {
 	retry  retryQueue
 	recent recent    // evicted moments ago: looked up on the primary
 	peers  peerState // whether this replica receives the others' evictions
+	// watches are the long-lived connections told of evictions (watch.go)
+	watches watchSet
 	// fillsAfter holds off Redis fills from lookups that started before it (Unix nanos):
 	// while evictions wait in the retry queue, and for a moment after they landed.
 	fillsAfter atomic.Int64

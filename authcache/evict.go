@@ -103,6 +103,9 @@ func (c *Cache) Resynced(hashes []string) {
 			_, _ = c.evict(eviction{tokenHash: h}, ReasonResync)
 		}
 	}
+	// The resync finds revoked and expired rows only: a deleted row or a changed user
+	// missed meanwhile is found by asking the primary for every open connection.
+	c.watches.all()
 }
 
 // evict forgets ev in this process, then in Redis, publishing it to the other replicas.
@@ -128,9 +131,11 @@ func (c *Cache) evict(ev eviction, reason string) (int, error) {
 
 // evictLocal drops ev from the in-process cache and returns the hashes of the sessions it
 // held. Every eviction passes here, whatever its source, so it also starts the primary
-// window of the token or user.
+// window of the token or user, and tells the long-lived connections under that token or
+// user to check their session (watch.go).
 func (c *Cache) evictLocal(ev eviction) []string {
 	c.recent.add(ev)
+	defer c.watches.evicted(ev)
 	switch {
 	case c.local == nil:
 		return nil

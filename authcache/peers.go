@@ -62,11 +62,16 @@ func (c *Cache) onPeerMessage(payload string) {
 }
 
 // onPeers runs when the subscription to {prefix}evict comes up or goes down. When it
-// comes back, evictions published meanwhile were lost, so the in-process cache is dropped.
+// comes back, evictions published meanwhile were lost, so the in-process cache is dropped
+// and every long-lived connection checks its session.
 func (c *Cache) onPeers(up bool) {
-	if c.peers.set(up) && c.local != nil {
+	if !c.peers.set(up) {
+		return
+	}
+	if c.local != nil {
 		c.local.clear()
 	}
+	c.watches.all()
 }
 
 // PeersUp reports whether this replica receives the other replicas' evictions (its

@@ -23,8 +23,8 @@ import (
 
 const (
 	rvAdminToken = "rv-admin-token-0123456789abcdef"
-	rvBudget     = time.Second     // the bound: revoked everywhere within one second
-	rvStreamCut  = 2 * time.Second // open WebSockets and streams end within two seconds
+	rvBudget     = time.Second            // the bound: revoked everywhere within one second
+	rvStreamCut  = 200 * time.Millisecond // open WebSockets and streams end within 200 ms (plus slack)
 	rvPoll       = 5 * time.Millisecond
 )
 
@@ -109,6 +109,7 @@ type rvEnv struct {
 	upstream *Upstream
 	wsClosed chan chan struct{} // the WebSocket handler sends one per upgraded connection
 	replicas []*rvReplica       // the replicas started with an admin token, in order
+	cut      time.Duration      // rvStreamCut plus this machine's slack (closeBound)
 }
 
 // rvReplica is one running sidecar, named in failure messages.

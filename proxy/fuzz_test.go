@@ -46,6 +46,8 @@ func (a *fuzzAuth) ValidateCached(ctx context.Context, token string) (authcache.
 
 func (a *fuzzAuth) Invalidate(context.Context, authcache.Target, string) (int, error) { return 0, nil }
 
+func (a *fuzzAuth) Watch(string, pgsession.Session, func()) func() { return func() {} }
+
 // fuzzApp is the upstream as a RoundTripper: it records what was forwarded and answers 200,
 // so a fuzzed request never leaves the process.
 type fuzzApp struct {

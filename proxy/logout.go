@@ -24,9 +24,10 @@ func (h *Handler) markLogout(r *http.Request, p string) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), logoutKey{}, authcache.HashToken(token)))
 }
 
-// modifyResponse checks a protocol switch (checkHandshake: an error makes it a 502) and
+// modifyResponse checks a protocol switch (checkHandshake: an error makes it a 502),
 // evicts a logged-out session before the app's answer reaches the client, so the client
-// cannot race its own logout with a cached token.
+// cannot race its own logout with a cached token, and watches a long-lived response's
+// session (stream.go).
 func (h *Handler) modifyResponse(resp *http.Response) error {
 	h.traceResponse(resp)
 	if err := checkHandshake(resp); err != nil {
@@ -34,6 +35,9 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	}
 	hash, ok := resp.Request.Context().Value(logoutKey{}).(string)
 	if !ok || resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Last: nothing after it may fail the response. A logout's own answer is not
+		// watched: its eviction would cut it.
+		h.watchLongLived(resp)
 		return nil
 	}
 	if _, err := h.opts.Auth.Invalidate(resp.Request.Context(), authcache.Target{TokenHash: hash}, authcache.ReasonLogout); err != nil {

@@ -31,6 +31,10 @@ type Authenticator interface {
 	Validate(ctx context.Context, token string) (authcache.Result, error)
 	ValidateCached(ctx context.Context, token string) (authcache.Result, error)
 	Invalidate(ctx context.Context, t authcache.Target, reason string) (int, error)
+	// Watch registers a long-lived response under session s, presented with the token of
+	// hash tokenHash, and calls end once the session is revoked or expired; stop
+	// unregisters it (authcache.Cache.Watch).
+	Watch(tokenHash string, s pgsession.Session, end func()) (stop func())
 }
 
 // Options configures a Handler.
@@ -69,9 +73,6 @@ type Options struct {
 	Assertions *assertion.Signer
 	// JWKSPath is answered by the sidecar when Assertions is set; otherwise it is the app's.
 	JWKSPath string
-	// Revalidate is how often a long-lived request (WebSocket, stream) re-checks its
-	// session; it is closed once the session is revoked or expires. Zero means one second.
-	Revalidate time.Duration
 	// Logger receives the access log and upstream errors; nil discards them.
 	Logger *zap.Logger
 	// Registerer receives the handler's metrics; nil leaves them unregistered.
@@ -107,9 +108,6 @@ func New(o Options) *Handler {
 	}
 	if o.Transport == nil {
 		o.Transport = NewTransport()
-	}
-	if o.Revalidate <= 0 {
-		o.Revalidate = time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -189,14 +187,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serveProtected(w http.ResponseWriter, r *http.Request, p string, ev *accessEvent) {
-	token, s, ok := h.authenticate(w, r, ev)
+	_, s, ok := h.authenticate(w, r, ev)
 	if !ok {
 		return
 	}
 	setIdentity(r.Header, s, h.assertion(s, ev.start))
-	r, stop := h.watch(h.markLogout(r, p), token)
-	defer stop()
-	h.forward(w, r)
+	h.forward(w, h.markLogout(r, p))
 }
 
 func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request, ev *accessEvent) {
@@ -345,8 +341,8 @@ func (h *Handler) trustedAddr(ip netip.Addr) bool {
 // upstreamError answers when the request could not be forwarded. A request body that
 // stalled or was malformed is the client's fault: 408 or 400, however the transport
 // reported it (the read that failed also cancelled the request). Otherwise nothing if the
-// client left (or its session was revoked mid-stream, which cancels the request the same
-// way), else 502.
+// client left, else 502. (A long-lived answer whose session is revoked never comes here:
+// its watch closes the app's side, and ReverseProxy aborts the copy.)
 func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	h.traceUpstreamError(w, r, err)
 	rw, _ := w.(*responseWriter)

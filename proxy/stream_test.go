@@ -18,17 +18,26 @@ import (
 	"time"
 
 	"github.com/authsidecar/authsidecar/authcache"
+	"github.com/authsidecar/authsidecar/internal/testenv"
 	"github.com/authsidecar/authsidecar/pgsession"
 )
 
 // wtAuth is an Authenticator whose one session can be switched between valid, revoked and
-// undecidable, counting validations.
+// undecidable, counting validations. Its Watch is a real authcache.Cache's, over wtAuth as
+// the Source: evict closes watched connections the way production does, through the check
+// on the primary.
 type wtAuth struct {
 	mu          sync.Mutex
 	state       error // nil valid; authcache.ErrInvalid revoked; another error undecidable
+	expires     time.Time
 	validations int
+	checks      int // lookups on the "primary" by the watch
+	registered  int // Watch calls
 	invalidated []authcache.Target
 	evictErr    error // what Invalidate returns
+
+	watchOnce sync.Once
+	watches   *authcache.Cache
 }
 
 func (a *wtAuth) set(err error) {
@@ -43,6 +52,26 @@ func (a *wtAuth) calls() int {
 	return a.validations
 }
 
+func (a *wtAuth) primaryChecks() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.checks
+}
+
+func (a *wtAuth) watchCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.registered
+}
+
+func (a *wtAuth) session() pgsession.Session {
+	expires := a.expires
+	if expires.IsZero() {
+		expires = time.Now().Add(time.Hour)
+	}
+	return pgsession.Session{ID: "s", UserID: "u", ExpiresAt: expires}
+}
+
 func (a *wtAuth) Validate(context.Context, string) (authcache.Result, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -50,28 +79,89 @@ func (a *wtAuth) Validate(context.Context, string) (authcache.Result, error) {
 	if a.state != nil {
 		return authcache.Result{}, a.state
 	}
-	return authcache.Result{Session: pgsession.Session{ID: "s", UserID: "u", ExpiresAt: time.Now().Add(time.Hour)}}, nil
+	return authcache.Result{Session: a.session()}, nil
 }
 
 func (a *wtAuth) ValidateCached(ctx context.Context, token string) (authcache.Result, error) {
 	return a.Validate(ctx, token)
 }
 
-func (a *wtAuth) Invalidate(_ context.Context, t authcache.Target, _ string) (int, error) {
+func (a *wtAuth) Invalidate(_ context.Context, t authcache.Target, reason string) (int, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.invalidated = append(a.invalidated, t)
+	a.mu.Unlock()
+	_, _ = a.watchCache().Invalidate(context.Background(), t, reason)
 	return 1, a.evictErr
 }
 
-// wtProxy serves New over app with auth, revalidating every revalidate.
+// evict evicts the session of "tok", as any eviction source would.
+func (a *wtAuth) evict(t *testing.T) {
+	t.Helper()
+	if _, err := a.watchCache().Invalidate(context.Background(), authcache.Target{Token: "tok"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a *wtAuth) Watch(tokenHash string, s pgsession.Session, end func()) func() {
+	a.mu.Lock()
+	a.registered++
+	a.mu.Unlock()
+	return a.watchCache().Watch(tokenHash, s, end)
+}
+
+func (a *wtAuth) watchCache() *authcache.Cache {
+	a.watchOnce.Do(func() {
+		a.watches = authcache.New(wtSource{a}, authcache.Options{LookupTimeout: time.Second})
+	})
+	return a.watches
+}
+
+// wtSource is wtAuth's state as Postgres.
+type wtSource struct{ a *wtAuth }
+
+func (w wtSource) Lookup(ctx context.Context, h string) (pgsession.Session, error) {
+	return w.LookupPrimary(ctx, h)
+}
+
+func (w wtSource) LookupPrimary(context.Context, string) (pgsession.Session, error) {
+	a := w.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.checks++
+	switch {
+	case errors.Is(a.state, authcache.ErrInvalid):
+		return pgsession.Session{}, pgsession.ErrNotFound
+	case a.state != nil:
+		return pgsession.Session{}, a.state
+	}
+	return a.session(), nil
+}
+
+// closeBudget is the bound: a long-lived connection closes within 200 ms of its
+// session's eviction.
+const closeBudget = 200 * time.Millisecond
+
+// closeBound is closeBudget plus what this machine adds now (testenv.Slack, calibrated on a
+// refused request to srvURL): the close waits on no timeout of the product.
+func closeBound(t *testing.T, srvURL string) time.Duration {
+	t.Helper()
+	return closeBudget + testenv.Slack(t, func() {
+		resp, err := http.Get(srvURL + "/api/auth/validate")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
+
+// wtProxy serves New over app with auth.
 func wtProxy(t *testing.T, app http.Handler, auth Authenticator, mod func(*Options)) *httptest.Server {
 	t.Helper()
 	upstream := httptest.NewServer(app)
 	t.Cleanup(upstream.Close)
 	target, _ := url.Parse(upstream.URL)
 	o := Options{Upstream: target, Auth: auth, LogoutPaths: []string{"/api/auth/logout"},
-		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis", Revalidate: 100 * time.Millisecond}
+		ValidatePath: "/api/auth/validate", HealthPath: "/api/health/redis"}
 	if mod != nil {
 		mod(&o)
 	}
@@ -144,26 +234,39 @@ func TestRevokedSessionClosesItsWebSocketBothWays(t *testing.T) {
 	auth := &wtAuth{}
 	srv := wtProxy(t, wtEchoWebSocket(closed), auth, nil)
 	conn, br := wtDialWebSocket(t, srv)
+	bound := closeBound(t, srv.URL)
 
-	// Counted, not timed: the connection must close at the first revalidation that sees the
-	// revocation (a second one if the first was already under way). The deadline is a hang
-	// bound only.
-	before := auth.calls()
+	// Timed from the eviction: nothing polls, the eviction itself closes the connection.
 	auth.set(authcache.ErrInvalid)
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err := io.Copy(io.Discard, br)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatal("client side still open 10s after revocation")
-	}
-	if n := auth.calls() - before; n < 1 || n > 2 {
-		t.Fatalf("client side closed after %d revalidations, want the first to see the revocation", n)
-	}
+	start := time.Now()
+	auth.evict(t)
+	d := wtUntilClosed(t, start, conn, br, bound)
 	select {
 	case <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the app's side of the WebSocket stayed open")
+	case <-time.After(time.Until(start.Add(bound))):
+		t.Fatalf("the app's side of the WebSocket is still open %v after the eviction", bound)
 	}
+	t.Logf("measured: WebSocket closed %v after the eviction", d)
+	if n := auth.watchCalls(); n != 1 {
+		t.Fatalf("%d watches registered for one WebSocket", n)
+	}
+}
+
+// wtUntilClosed reads conn until the proxy closes it, and fails unless that is within bound
+// of start.
+func wtUntilClosed(t *testing.T, start time.Time, conn net.Conn, br *bufio.Reader, bound time.Duration) time.Duration {
+	t.Helper()
+	_ = conn.SetDeadline(start.Add(bound + time.Second))
+	_, err := io.Copy(io.Discard, br)
+	d := time.Since(start)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("client side still open %v after the eviction", d)
+	}
+	if d > bound {
+		t.Fatalf("client side closed %v after the eviction, want within %v", d, bound)
+	}
+	return d
 }
 
 func TestUndecidableSessionKeepsLongLivedRequestsOpen(t *testing.T) {
@@ -172,12 +275,16 @@ func TestUndecidableSessionKeepsLongLivedRequestsOpen(t *testing.T) {
 	srv := wtProxy(t, wtEchoWebSocket(closed), auth, nil)
 	conn, br := wtDialWebSocket(t, srv)
 
-	// The store cannot answer: an outage must not cut anyone off.
+	// The store cannot answer the check an eviction starts: an outage must not cut anyone off.
 	auth.set(fmt.Errorf("%w: postgres down", authcache.ErrUnavailable))
-	before := auth.calls()
-	time.Sleep(350 * time.Millisecond)
-	if auth.calls() <= before {
-		t.Fatal("no revalidation happened while the store was down")
+	before := auth.primaryChecks()
+	auth.evict(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for auth.primaryChecks() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the eviction started no check of the session")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if _, err := conn.Write([]byte("ok")); err != nil {
 		t.Fatalf("write during the outage: %v", err)
@@ -189,12 +296,23 @@ func TestUndecidableSessionKeepsLongLivedRequestsOpen(t *testing.T) {
 
 	// Once the store answers again, a revocation still closes it.
 	auth.set(authcache.ErrInvalid)
-	if _, err := io.Copy(io.Discard, br); err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatal("revoked after the outage, but the WebSocket stayed open")
-		}
+	auth.evict(t)
+	wtUntilClosed(t, time.Now(), conn, br, 10*time.Second)
+}
+
+func TestWebSocketClosesAtExpiry(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	// Not whole seconds: X-Session-Expires-At is, the close must follow the exact time.
+	auth := &wtAuth{expires: time.Now().Add(1500 * time.Millisecond)}
+	srv := wtProxy(t, wtEchoWebSocket(closed), auth, nil)
+	conn, br := wtDialWebSocket(t, srv)
+	bound := closeBound(t, srv.URL)
+	// No eviction announces an expiry: the one timer of the watch does.
+	d := wtUntilClosed(t, auth.expires, conn, br, bound)
+	if early := time.Until(auth.expires); early > 0 {
+		t.Fatalf("closed %v before the session expired", early)
 	}
+	t.Logf("measured: WebSocket closed %v after its session expired", d)
 }
 
 func TestShortRequestsAreNeverRevalidated(t *testing.T) {
@@ -208,10 +326,60 @@ func TestShortRequestsAreNeverRevalidated(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
+		if resp.ContentLength != 2 {
+			t.Fatalf("Content-Length %d: the app's answer should have announced its length", resp.ContentLength)
+		}
 	}
-	time.Sleep(300 * time.Millisecond) // three revalidation periods
 	if got := auth.calls(); got != 3 {
-		t.Fatalf("%d validations for 3 short requests, want 3: a finished request's watcher kept running", got)
+		t.Fatalf("%d validations for 3 short requests, want 3", got)
+	}
+	if n := auth.watchCalls(); n != 0 {
+		t.Fatalf("%d watches registered for 3 answers with a Content-Length, want none", n)
+	}
+}
+
+func TestStreamedAnswersAreWatchedWhileTheyRun(t *testing.T) {
+	release := make(chan struct{})
+	auth := &wtAuth{}
+	srv := wtProxy(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "part\n") // no length: chunked
+		w.(http.Flusher).Flush()
+		<-release
+	}), auth, nil)
+	resp := do(t, http.MethodGet, srv.URL+"/rsc", http.Header{"Authorization": {"Bearer tok"}})
+	if resp.ContentLength != -1 {
+		t.Fatalf("Content-Length %d, want a chunked answer", resp.ContentLength)
+	}
+	if n, w := auth.watchCalls(), auth.watchCache().Watching(); n != 1 || w != 1 {
+		t.Fatalf("%d watches registered, %d open, for one streamed answer; want 1, 1", n, w)
+	}
+	close(release)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	deadline := time.Now().Add(5 * time.Second)
+	for auth.watchCache().Watching() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch outlived its answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWebSocketWatchEndsWithTheConnection(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	auth := &wtAuth{}
+	srv := wtProxy(t, wtEchoWebSocket(closed), auth, nil)
+	conn, _ := wtDialWebSocket(t, srv)
+	if w := auth.watchCache().Watching(); w != 1 {
+		t.Fatalf("%d watches for one open WebSocket", w)
+	}
+	conn.Close()
+	<-closed
+	deadline := time.Now().Add(5 * time.Second)
+	for auth.watchCache().Watching() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch outlived its WebSocket")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -219,4 +387,16 @@ func TestShortRequestsAreNeverRevalidated(t *testing.T) {
 func acceptFor(key string) string {
 	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+func TestIsEventStream(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"text/event-stream": true, "Text/Event-Stream": true, "text/event-stream; charset=utf-8": true,
+		" text/event-stream ;x=y": true, "text/event-streams": false, "text/plain": false, "": false,
+		"text/event": false, "application/json; text/event-stream": false,
+	} {
+		if got := isEventStream(ct); got != want {
+			t.Errorf("isEventStream(%q) = %v, want %v", ct, got, want)
+		}
+	}
 }
