@@ -354,7 +354,7 @@ func (c *Cache) putLocal(h string, s pgsession.Session, valid bool, now time.Tim
 	if !until.After(now) {
 		return
 	}
-	c.local.put(h, localEntry{session: s, valid: valid, until: until}, gen)
+	c.local.put(h, localEntry{session: s, valid: valid, until: until}, gen, now)
 }
 
 // logEvent writes the debug "cache hit"/"cache miss" line, as the seed design's

@@ -68,23 +68,40 @@ func (l *local) get(tokenHash string, now time.Time) (localEntry, bool) {
 	return e, true
 }
 
-// put stores e unless an eviction happened since gen was read.
-func (l *local) put(tokenHash string, e localEntry, gen uint64) {
+// put stores e unless an eviction happened since gen was read. A new entry first makes
+// room (localShard.makeRoom), so expired entries do not pile up in a shard.
+func (l *local) put(tokenHash string, e localEntry, gen uint64, now time.Time) {
 	s := l.shard(tokenHash)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l.gen.Load() != gen {
 		return
 	}
-	if _, ok := s.entries[tokenHash]; !ok && len(s.entries) >= l.perShard {
-		// Drop an arbitrary entry: map iteration order is randomised, which approximates
-		// random eviction without the per-hit bookkeeping an LRU needs.
-		for k := range s.entries {
-			delete(s.entries, k)
-			break
-		}
+	if _, ok := s.entries[tokenHash]; !ok {
+		s.makeRoom(l.perShard, now)
 	}
 	s.entries[tokenHash] = e
+}
+
+// sweepPerPut is how many entries a new entry looks at. Each removes those that have
+// expired, so while tokens keep arriving, at most about a quarter of a shard is dead
+// entries rather than the whole of it up to its bound.
+const sweepPerPut = 4
+
+// makeRoom removes the expired entries among the first sweepPerPut in (randomised) map
+// order, and one more if the shard is still full: an arbitrary one, which approximates
+// random eviction without the per-hit bookkeeping an LRU needs.
+func (s *localShard) makeRoom(limit int, now time.Time) {
+	looked := 0
+	for k, e := range s.entries {
+		if looked == sweepPerPut && len(s.entries) < limit {
+			return
+		}
+		looked++
+		if !now.Before(e.until) || len(s.entries) >= limit {
+			delete(s.entries, k)
+		}
+	}
 }
 
 // deleteHash removes one token's entry and reports whether a session was held.

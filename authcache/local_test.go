@@ -21,7 +21,7 @@ func TestLocalEntryExpiresAtItsDeadline(t *testing.T) {
 	l := newLocal(100)
 	now := time.Unix(1_800_000_000, 0)
 	h := lcHash(1)
-	l.put(h, lcSession(h, "u", now.Add(time.Second)), l.gen.Load())
+	l.put(h, lcSession(h, "u", now.Add(time.Second)), l.gen.Load(), now)
 
 	if _, ok := l.get(h, now.Add(999*time.Millisecond)); !ok {
 		t.Fatal("entry missing before its deadline")
@@ -38,12 +38,29 @@ func TestLocalSizeIsBounded(t *testing.T) {
 			until := time.Now().Add(time.Hour)
 			for i := range 5*size + 100 {
 				h := lcHash(i)
-				l.put(h, lcSession(h, "u", until), l.gen.Load())
+				l.put(h, lcSession(h, "u", until), l.gen.Load(), time.Now())
 			}
 			if n := l.len(); n > size || n == 0 {
 				t.Fatalf("holds %d entries, want 1..%d", n, size)
 			}
 		})
+	}
+}
+
+// TestLocalDropsExpiredEntriesAsNewOnesArrive holds the sweep on put: a steady stream of
+// new tokens, each cached for a second, keeps the cache near the live entries (here 1,000)
+// instead of letting it grow toward its bound (the soak's finding: 100,000 entries of
+// which almost all were dead).
+func TestLocalDropsExpiredEntriesAsNewOnesArrive(t *testing.T) {
+	l := newLocal(100_000)
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 200_000 {
+		now = now.Add(time.Millisecond)
+		h := lcHash(i)
+		l.put(h, lcSession(h, "u", now.Add(time.Second)), l.gen.Load(), now)
+	}
+	if n := l.len(); n > 2_000 {
+		t.Fatalf("holds %d entries after 200,000 puts, 1,000 of them live: expired entries are kept", n)
 	}
 }
 
@@ -63,11 +80,11 @@ func TestLocalPutWithGenerationFromBeforeAnEvictionIsDropped(t *testing.T) {
 			h := lcHash(1)
 			stale := l.gen.Load() // read before the lookup, as Validate does
 			tc.evict(l, h)        // the revocation lands while the lookup runs
-			l.put(h, lcSession(h, "u", until), stale)
+			l.put(h, lcSession(h, "u", until), stale, time.Now())
 			if _, ok := l.get(h, time.Now()); ok {
 				t.Fatal("a fill that started before the eviction was stored")
 			}
-			l.put(h, lcSession(h, "u", until), l.gen.Load())
+			l.put(h, lcSession(h, "u", until), l.gen.Load(), time.Now())
 			if _, ok := l.get(h, time.Now()); !ok {
 				t.Fatal("a fill that started after the eviction was dropped")
 			}
@@ -80,12 +97,12 @@ func TestLocalDeleteUserRemovesOnlyThatUsersSessions(t *testing.T) {
 	until := time.Now().Add(time.Hour)
 	mine := []string{lcHash(1), lcHash(2), lcHash(3)}
 	for _, h := range mine {
-		l.put(h, lcSession(h, "alice", until), l.gen.Load())
+		l.put(h, lcSession(h, "alice", until), l.gen.Load(), time.Now())
 	}
 	other := lcHash(4)
-	l.put(other, lcSession(other, "bob", until), l.gen.Load())
+	l.put(other, lcSession(other, "bob", until), l.gen.Load(), time.Now())
 	negative := lcHash(5)
-	l.put(negative, localEntry{until: until}, l.gen.Load())
+	l.put(negative, localEntry{until: until}, l.gen.Load(), time.Now())
 
 	got := l.deleteUser("alice")
 	slices.Sort(got)
@@ -112,8 +129,8 @@ func TestLocalDeleteHashReportsOnlyHeldSessions(t *testing.T) {
 	l := newLocal(100)
 	until := time.Now().Add(time.Hour)
 	session, negative := lcHash(1), lcHash(2)
-	l.put(session, lcSession(session, "u", until), l.gen.Load())
-	l.put(negative, localEntry{until: until}, l.gen.Load())
+	l.put(session, lcSession(session, "u", until), l.gen.Load(), time.Now())
+	l.put(negative, localEntry{until: until}, l.gen.Load(), time.Now())
 	if !l.deleteHash(session) {
 		t.Error("deleteHash of a held session = false")
 	}
