@@ -15,6 +15,9 @@
 # figures go to OUT/summary.txt, the series to OUT/samples.csv and OUT/soak.png.
 #
 # Knobs (environment): DURATION=10m (at least 2m) OUT=/tmp/authsidecar-soak.XXXXXX (kept).
+# The sidecar inherits the environment, so its other variables can be set the same way
+# (LOCAL_CACHE_SIZE=10000 DURATION=1h scripts/soak.sh); the driver sets its addresses,
+# LOG_LEVEL and INVALID_TOKEN_RATE.
 # Its database and every process it started are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
