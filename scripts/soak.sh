@@ -20,6 +20,9 @@
 # LOG_LEVEL and INVALID_TOKEN_RATE.
 # Its database and every process it started are removed on exit.
 set -euo pipefail
+# One compound command, read whole before it runs: editing this file during an hour's run
+# cannot change the run (bash reads a plain script as it goes).
+{
 cd "$(dirname "$0")/.."
 . scripts/services.sh
 ensure_postgres
@@ -85,3 +88,4 @@ unset multiplot
 EOF_PLOT
 echo "soak: $OUT/summary.txt, $OUT/samples.csv, $OUT/soak.png" >&2
 exit "$rc"
+}
