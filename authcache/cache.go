@@ -385,8 +385,8 @@ func (c *Cache) loadRedis(ctx context.Context, h string, gen uint64, now time.Ti
 		endLayer(span, resultError, err)
 		c.redisFailed("read", err)
 		return nil, l, false
-	case l.value != nil:
-		s, derr := decodeSession(h, l.value)
+	case l.found:
+		s, derr := decodeSessionString(h, l.value)
 		if derr == nil && now.Before(s.ExpiresAt) {
 			endLayer(span, resultHit, nil)
 			c.m.cacheRequest(LayerRedis, resultHit)
