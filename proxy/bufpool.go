@@ -5,7 +5,11 @@ import (
 	"sync"
 )
 
-// bufferPool recycles the ReverseProxy's 32 KiB copy buffers across requests.
+const copyBufferSize = 32 << 10
+
+// bufferPool recycles the ReverseProxy's 32 KiB copy buffers across requests. It pools array
+// pointers: a slice converts back to one without allocating, where pooling a *[]byte would
+// allocate a new slice header on every Put.
 type bufferPool struct{ p sync.Pool }
 
 // NewBufferPool returns the copy-buffer pool the Handler's ReverseProxy uses. It is exported
@@ -14,10 +18,14 @@ type bufferPool struct{ p sync.Pool }
 func NewBufferPool() httputil.BufferPool { return &bufferPool{} }
 
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf))
+	}
+}
