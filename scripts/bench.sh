@@ -17,7 +17,8 @@
 #
 # Knobs (environment): ROUNDS=5 DURATION=3 (seconds per wrk round) CONNS=64 THREADS=2
 # SINGLE=2 (seconds of each round's single-connection run) WARM_SECONDS=30 PORT_BASE=18100
-# MISS_TOKENS=40000 ACTIVE_TOKENS=10000 KEEP=1 (keep the work directory and logs).
+# MISS_TOKENS=40000 ACTIVE_TOKENS=10000 KEEP=1 (keep the work directory and logs)
+# BENCH_REDIS_OP_TIMEOUT=1s (the sidecars' REDIS_OP_TIMEOUT; see sidecar() below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -104,12 +105,19 @@ stop() {
   unset "pid[$1]"
 }
 
-# sidecar name VAR=value...: the sidecar with default settings but those given.
+# sidecar name VAR=value...: the sidecar with default settings but those given, and two
+# (REDIS_OP_TIMEOUT=${BENCH_REDIS_OP_TIMEOUT:-1s}, REDIS_IDLE_TIMEOUT=10m). On a loaded 2-core
+# machine a burst of 64 lookups at the start of a wrk run passes the default 100 ms in a
+# bunch, which opens the breaker, and the row then measures Postgres for BREAKER_OPEN_FOR:
+# the Redis rows are meant to measure Redis. Between its turns a row idles for about a
+# minute; at the default 30 s its pool would be closed and redialled at every round, where
+# under steady traffic it never idles. The summary notes any breaker that opened anyway.
 sidecar() {
   local name=$1; shift
   port[$name]=$nextport; nextport=$((nextport + 2))
   env UPSTREAM_URL="http://127.0.0.1:${port[upstream]}" DATABASE_URL="$bench_db" \
-    REDIS_URL="$REDIS_URL_BENCH" SESSION_KEY_PREFIX="${prefix}$name:" \
+    REDIS_URL="$REDIS_URL_BENCH" SESSION_KEY_PREFIX="${prefix}$name:" REDIS_IDLE_TIMEOUT=10m \
+    REDIS_OP_TIMEOUT="${BENCH_REDIS_OP_TIMEOUT:-1s}" \
     LISTEN_ADDR="127.0.0.1:${port[$name]}" ADMIN_ADDR="127.0.0.1:$((port[$name] + 1))" \
     "$@" "$work/authsidecar" >"$work/$name.log" 2>&1 &
   pid[$name]=$!
@@ -215,12 +223,17 @@ done
 
 # The miss path needs tokens no cache has seen: a fresh sidecar with a fresh Redis prefix
 # and no local cache for every round, each token sent once (the file is larger than a round).
-miss_round=0
+miss_round=0 miss_opened=0
 fresh_miss() {
-  [ -n "${pid[miss]:-}" ] && stop miss
+  if [ -n "${pid[miss]:-}" ]; then
+    stop miss
+    miss_opened=$((miss_opened + $(grep -c '"to":"open"' "$work/miss.log" || true)))
+  fi
   miss_round=$((miss_round + 1))
   nextport=$((PORT_BASE + 60))
-  sidecar miss LOCAL_CACHE_TTL=0 SESSION_KEY_PREFIX="${prefix}miss$miss_round:"
+  # A fresh process, but not a cold pool: REDIS_MIN_IDLE=10 (the pool's size) dials it at start.
+  sidecar miss LOCAL_CACHE_TTL=0 SESSION_KEY_PREFIX="${prefix}miss$miss_round:" REDIS_MIN_IDLE=10
+  sleep 0.5
 }
 
 # cpu_ticks target: user+system CPU ticks used so far by the processes serving target (for
@@ -259,6 +272,18 @@ load() {
 
 echo "bench: warming up every target" >&2
 for t in "${targets[@]}"; do [ "$t" = miss ] || load warmup "$t" 0 "$CONNS" "$THREADS" 1; done
+# A cold burst of 64 lookups dials the Redis pool under REDIS_OP_TIMEOUT; on a loaded machine
+# that can open the breaker, and the row would then measure Postgres for BREAKER_OPEN_FOR.
+# Start the rounds with every breaker closed; the summary says whether one opened later.
+for t in redis redis-distinct; do
+  for _ in $(seq 40); do
+    curl -s -o /dev/null -H "$HOT" "http://127.0.0.1:${port[$t]}/"
+    curl -s "http://127.0.0.1:${port[$t]}/api/health/redis" | grep -q '"breaker":"closed"' && break
+    sleep 0.5
+  done
+done
+declare -A opened0
+for t in local redis redis-distinct; do opened0[$t]=$(grep -c '"to":"open"' "$work/$t.log" || true); done
 for r in $(seq "$ROUNDS"); do
   echo "bench: round $r of $ROUNDS: ${#targets[@]} targets × (${DURATION}s at $CONNS connections + ${SINGLE}s at 1)" >&2
   for t in "${targets[@]}"; do
@@ -357,7 +382,13 @@ echo "Redis MEMORY USAGE of one cached session (111-byte user agent): $(redis-cl
 # Cache warming: a fresh prefix, then WARM_SECONDS of traffic over the active sessions
 # (each seen about once every ACTIVE_TOKENS requests), starting as soon as the listener is up.
 misses=$(curl -s "http://127.0.0.1:${port[redis-distinct]}/api/health/redis" | sed -n 's/.*"misses":\([0-9]*\).*/\1/p')
-[ "${misses:-0}" = 0 ] || echo "Note: the distinct-token Redis row had $misses Postgres lookups (sessions expired from Redis?)"
+[ "${misses:-0}" = 0 ] || echo "Note: the distinct-token Redis row had $misses Postgres lookups (sessions expired from Redis, or the breaker open)"
+for t in local redis redis-distinct; do
+  n=$(( $(grep -c '"to":"open"' "$work/$t.log" || true) - opened0[$t] ))
+  [ "$n" = 0 ] || echo "Note: the Redis breaker of the $t row opened $n time(s) during the rounds (REDIS_OP_TIMEOUT passed): for BREAKER_OPEN_FOR each, that row measured Postgres"
+done
+n=$((miss_opened + $(grep -c '"to":"open"' "$work/miss.log" 2>/dev/null || true)))
+[ "$n" = 0 ] || echo "Note: the miss row's Redis breaker opened $n time(s) over its $miss_round fresh sidecars (REDIS_OP_TIMEOUT passed while the pool dialled): those lookups went to Postgres and filled nothing"
 stop local; stop local-warn; stop redis; stop postgres; stop redis-distinct; stop postgres-distinct; stop authreq
 [ -n "${pid[miss]:-}" ] && stop miss
 for w in false true; do
