@@ -28,6 +28,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +37,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/authsidecar/authsidecar/internal/breaker"
 	"github.com/authsidecar/authsidecar/pgsession"
@@ -112,7 +112,7 @@ type Cache struct {
 	log    *zap.Logger
 	redis  *redisStore // nil when Redis is disabled
 	local  *local      // nil when the local cache is disabled
-	flight singleflight.Group
+	flight flightGroup
 	m      *metrics
 	retry  retryQueue
 	recent recent    // evicted moments ago: looked up on the primary
@@ -134,6 +134,7 @@ func New(src Source, o Options) *Cache {
 		o.Logger = zap.NewNop()
 	}
 	c := &Cache{src: src, opts: o, log: o.Logger, m: newMetrics(o.Registerer), wake: make(chan struct{}, 1)}
+	c.flight.calls = make(map[string]*flightCall)
 	c.recent.window = o.PrimaryWindow
 	c.peers.init()
 	if o.LocalTTL > 0 && o.LocalSize > 0 {
@@ -194,23 +195,88 @@ func (c *Cache) validate(ctx context.Context, token string, withSource bool) (Re
 	if !withSource {
 		key = "cached:" + h // never shares a flight that would ask the Source
 	}
-	// The flight runs detached from ctx; ctx only parents its spans.
-	ch := c.flight.DoChan(key, func() (any, error) { return c.load(ctx, h, gen, withSource) })
+	fc, leader := c.flight.join(key)
+	if !leader {
+		return c.await(ctx, h, fc, start)
+	}
+	// The leader reads Redis itself, in the caller's goroutine: a Redis hit then costs no
+	// goroutine hand-off (a new goroutine, a channel, and the thread wake-ups they cause).
+	// Only the Source lookup runs in a goroutine of its own, detached from ctx (which only
+	// parents its spans), so that a caller whose ctx ends leaves it to the others.
+	a, read, ok := c.leadCached(ctx, key, fc, h, gen)
+	if ok {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err // as if the caller had left while it waited
+		}
+		return c.settle(h, a, nil, start)
+	}
+	if !withSource {
+		c.flight.finish(key, fc, answer{}, ErrNotCached)
+		return Result{}, ErrNotCached
+	}
+	go func() {
+		a, err := c.loadSource(ctx, h, gen, read)
+		c.flight.finish(key, fc, a, err)
+	}()
+	return c.await(ctx, h, fc, start)
+}
+
+// await waits for the flight fc, or for ctx to end.
+func (c *Cache) await(ctx context.Context, h string, fc *flightCall, start time.Time) (Result, error) {
 	select {
-	case r := <-ch:
-		if errors.Is(r.Err, ErrNotCached) {
-			return Result{}, r.Err
-		}
-		if r.Err != nil {
-			c.m.misses.Add(1)
-			c.m.validation(outcomeUnavailable)
-			return Result{}, r.Err
-		}
-		a := r.Val.(answer)
-		return c.answer(h, a.session, a.valid, a.layer, start)
+	case <-fc.done:
+		return c.settle(h, fc.a, fc.err, start)
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
+}
+
+// settle turns what a flight found into the caller's result, counting it.
+func (c *Cache) settle(h string, a answer, err error, start time.Time) (Result, error) {
+	if errors.Is(err, ErrNotCached) {
+		return Result{}, err
+	}
+	if err != nil {
+		c.m.misses.Add(1)
+		c.m.validation(outcomeUnavailable)
+		return Result{}, err
+	}
+	return c.answer(h, a.session, a.valid, a.layer, start)
+}
+
+// flightGroup shares one lookup among concurrent callers for the same key, like
+// singleflight, except that the first caller does the cached part of the work itself.
+type flightGroup struct {
+	mu    sync.Mutex
+	calls map[string]*flightCall
+}
+
+// flightCall is one shared lookup; done is closed once a and err are set.
+type flightCall struct {
+	done chan struct{}
+	a    answer
+	err  error
+}
+
+// join returns the flight of key, and whether the caller leads it (it started it).
+func (g *flightGroup) join(key string) (*flightCall, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if fc, ok := g.calls[key]; ok {
+		return fc, false
+	}
+	fc := &flightCall{done: make(chan struct{})}
+	g.calls[key] = fc
+	return fc, true
+}
+
+// finish records the flight's outcome and releases its waiters; later callers start anew.
+func (g *flightGroup) finish(key string, fc *flightCall, a answer, err error) {
+	g.mu.Lock()
+	delete(g.calls, key)
+	g.mu.Unlock()
+	fc.a, fc.err = a, err
+	close(fc.done)
 }
 
 type answer struct {
@@ -236,30 +302,55 @@ func (c *Cache) answer(h string, s pgsession.Session, valid bool, layer Layer, s
 	return Result{Session: s, Layer: layer}, nil
 }
 
-// load runs once per token however many callers wait on it: local again (a caller that
-// just finished may have filled it), Redis, then (withSource) the Source, filling the caches
-// behind it.
+// leadCached is the leader's part of a flight: the in-process cache again (a caller that
+// just finished may have filled it), then Redis. When they answer it finishes the flight;
+// otherwise it returns what Redis read and whether a fill may follow, for loadSource.
 // Unlike groupcache, the Redis read is inside the flight too: concurrent requests for one
 // token then cost one MGET, and moving it out measured 37 % fewer req/s on a hot token.
-func (c *Cache) load(ctx context.Context, h string, gen uint64, withSource bool) (answer, error) {
-	now, started := c.opts.Now(), time.Now()
+func (c *Cache) leadCached(ctx context.Context, key string, fc *flightCall, h string, gen uint64) (answer, cachedRead, bool) {
+	done := false
+	defer func() {
+		if !done { // a panic: the waiters must not wait forever
+			c.flight.finish(key, fc, answer{}, fmt.Errorf("%w: lookup panicked", ErrUnavailable))
+		}
+	}()
+	r := cachedRead{now: c.opts.Now(), started: time.Now()}
 	if c.local != nil {
-		if e, ok := c.local.get(h, now); ok {
-			return answer{e.session, e.valid, LayerLocal}, nil
+		if e, ok := c.local.get(h, r.now); ok {
+			a := answer{e.session, e.valid, LayerLocal}
+			done = true
+			c.flight.finish(key, fc, a, nil)
+			return a, r, true
 		}
 	}
-	a, l, fill := c.loadRedis(ctx, h, gen, now)
+	a, l, fill := c.loadRedis(ctx, h, gen, r.now)
+	done = true
 	if a != nil {
-		return *a, nil
+		c.flight.finish(key, fc, *a, nil)
+		return *a, r, true
 	}
-	if !withSource {
-		return answer{}, ErrNotCached
-	}
+	r.l, r.fill = l, fill
+	return answer{}, r, false
+}
+
+// cachedRead is what the leader of a flight read before the Source is asked: the time it
+// started (its clock, and the wall clock that guards a fill), what Redis read, and whether a
+// fill may follow.
+type cachedRead struct {
+	now, started time.Time
+	l            lookup
+	fill         bool
+}
+
+// loadSource asks the Source for a token no cache knew, filling the caches behind it;
+// l is what Redis read, fill whether a Redis fill may follow.
+func (c *Cache) loadSource(ctx context.Context, h string, gen uint64, r cachedRead) (answer, error) {
+	now, l, fill := r.now, r.l, r.fill
 	span := c.layerSpan(ctx, LayerPostgres)
 	s, err := c.lookupSource(h)
 	endSource(span, err)
 	// A fill is sent only if no eviction can have slipped past its guard (see fillable).
-	fill = fill && c.fillable(started)
+	fill = fill && c.fillable(r.started)
 	switch {
 	case errors.Is(err, pgsession.ErrNotFound):
 		if fill && c.opts.NegativeTTL > 0 {
@@ -296,8 +387,8 @@ func (c *Cache) loadRedis(ctx context.Context, h string, gen uint64, now time.Ti
 		endLayer(span, resultError, err)
 		c.redisFailed("read", err)
 		return nil, l, false
-	case l.value != nil:
-		s, derr := decodeSession(h, l.value)
+	case l.found:
+		s, derr := decodeSessionString(h, l.value)
 		if derr == nil && now.Before(s.ExpiresAt) {
 			endLayer(span, resultHit, nil)
 			c.m.cacheRequest(LayerRedis, resultHit)

@@ -46,10 +46,17 @@ func encodeSession(s pgsession.Session) []byte {
 
 // decodeSession is the inverse of encodeSession; tokenHash is the key the value was read from.
 func decodeSession(tokenHash string, b []byte) (pgsession.Session, error) {
-	if len(b) == 0 || b[0] != codecVersion {
+	return decodeSessionString(tokenHash, string(b))
+}
+
+// decodeSessionString decodes a value as Redis returned it. The session's strings are
+// substrings of v, so a decode allocates only the two ids: on a Redis hit, which decodes on
+// every request, that is 2 allocations instead of about 14.
+func decodeSessionString(tokenHash, v string) (pgsession.Session, error) {
+	if len(v) == 0 || v[0] != codecVersion {
 		return pgsession.Session{}, errCorrupt
 	}
-	d := decoder{b: b[1:]}
+	d := decoder{b: v[1:]}
 	s := pgsession.Session{TokenHash: tokenHash, ID: d.id(), UserID: d.id()}
 	for _, p := range [...]*string{&s.Email, &s.FirstName, &s.LastName,
 		&s.Username, &s.AvatarURL, &s.IPAddress, &s.UserAgent} {
@@ -65,17 +72,38 @@ func decodeSession(tokenHash string, b []byte) (pgsession.Session, error) {
 }
 
 type decoder struct {
-	b   []byte
+	b   string
 	err bool
 }
 
+// uvarint is binary.Uvarint over a string.
+func uvarint(b string) (uint64, int) {
+	var x uint64
+	var s uint
+	for i := 0; i < len(b); i++ {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		c := b[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(c)<<s, i + 1
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, 0
+}
+
 func (d *decoder) str() string {
-	n, k := binary.Uvarint(d.b)
+	n, k := uvarint(d.b)
 	if k <= 0 || uint64(len(d.b)-k) < n {
 		d.err = true
 		return ""
 	}
-	v := string(d.b[k : k+int(n)])
+	v := d.b[k : k+int(n)]
 	d.b = d.b[k+int(n):]
 	return v
 }
@@ -109,19 +137,35 @@ func (d *decoder) id() string {
 		d.err = true
 		return ""
 	}
-	h := hex.EncodeToString(d.b[:16])
+	// The canonical form, 8-4-4-4-12 lowercase hex digits, built in one buffer.
+	const digits = "0123456789abcdef"
+	var out [36]byte
+	j := 0
+	for i := range 16 {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		c := d.b[i]
+		out[j], out[j+1] = digits[c>>4], digits[c&15]
+		j += 2
+	}
 	d.b = d.b[16:]
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	return string(out[:])
 }
 
 func (d *decoder) varint() int64 {
-	v, k := binary.Varint(d.b)
+	ux, k := uvarint(d.b)
 	if k <= 0 {
 		d.err = true
 		return 0
 	}
 	d.b = d.b[k:]
-	return v
+	x := int64(ux >> 1) // binary.Varint's zig-zag
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x
 }
 
 // unixMicro keeps the zero time (a NULL column) distinguishable from the Unix epoch.

@@ -1,6 +1,7 @@
 package authcache
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -58,4 +59,23 @@ func FuzzDecodeSession(f *testing.F) {
 			t.Fatalf("re-encoding a decoded value changed it: %+v vs %+v (%v)", s, again, err)
 		}
 	})
+}
+
+// uvarint must read exactly what binary.Uvarint reads, overflow and truncation included.
+func TestUvarintMatchesBinary(t *testing.T) {
+	cases := [][]byte{nil, {0}, {1}, {0x7f}, {0x80}, {0x80, 1}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}}
+	for _, v := range []uint64{0, 1, 127, 128, 300, 1 << 32, 1<<63 + 5, ^uint64(0)} {
+		cases = append(cases, binary.AppendUvarint(nil, v))
+	}
+	for _, b := range cases {
+		wantV, wantN := binary.Uvarint(b)
+		gotV, gotN := uvarint(string(b))
+		if wantN <= 0 {
+			wantV = 0
+		}
+		if gotV != wantV || (gotN > 0) != (wantN > 0) || (wantN > 0 && gotN != wantN) {
+			t.Errorf("uvarint(%x) = %d, %d; binary.Uvarint = %d, %d", b, gotV, gotN, wantV, wantN)
+		}
+	}
 }

@@ -74,7 +74,8 @@ func (s *redisStore) do(f func(ctx context.Context) error) error {
 
 // lookup is what one read round trip tells about a token.
 type lookup struct {
-	value []byte // encoded session, nil if absent
+	value string // encoded session, "" if absent
+	found bool   // the session key exists
 	neg   bool   // a negative entry exists
 	gen   string // the token's eviction generation, "" if none, to guard a later fill
 }
@@ -83,13 +84,14 @@ type lookup struct {
 func (s *redisStore) get(h string) (lookup, error) {
 	var l lookup
 	err := s.do(func(ctx context.Context) error {
-		vals, err := s.rdb.MGet(ctx, s.sessionKey(h), s.negKey(h), s.genKey(h)).Result()
+		// sessionKey, negKey and genKey, in one allocation instead of three.
+		k := s.prefix + "{" + h + "}" + s.prefix + "neg:{" + h + "}" + s.prefix + "gen:{" + h + "}"
+		n := len(s.prefix) + len(h) + 2
+		vals, err := s.rdb.MGet(ctx, k[:n], k[n:2*n+4], k[2*n+4:]).Result()
 		if err != nil {
 			return err
 		}
-		if v, ok := vals[0].(string); ok {
-			l.value = []byte(v)
-		}
+		l.value, l.found = vals[0].(string)
 		l.neg = vals[1] != nil
 		l.gen, _ = vals[2].(string)
 		return nil
@@ -225,7 +227,7 @@ func (s *redisStore) evictHash(h string, msg []byte) (bool, error) {
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			// A stale index member would be harmless (a user eviction would bump its
 			// generation); removing it keeps the index small.
-			if sess, derr := decodeSession(h, []byte(v)); cached && derr == nil {
+			if sess, derr := decodeSessionString(h, v); cached && derr == nil {
 				p.SRem(ctx, s.userKey(sess.UserID), h)
 			}
 			p.Publish(ctx, s.evictChannel(), msg)

@@ -72,6 +72,10 @@ func newFaultRig(t *testing.T, overrides map[string]string) *faultRig {
 	rig.up = NewUpstream(t, echoUser)
 	rig.sc = StartSidecar(t, faultEnv(st, rig.redis.URL(), st.db.URLVia(rig.pg.Addr()), rig.up.URL, overrides))
 	rig.calibrate(t)
+	// The feed's first resync clears the in-process cache: a session cached before it (as
+	// newTokens does) would be lost from the process, and a test that then cuts both stores
+	// would get 503 for it.
+	awaitFeedRole(t, rig.sc, seriesFeedHolder, 10*time.Second)
 	return rig
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authsidecar/authsidecar/internal/testenv"
 )
@@ -72,6 +73,9 @@ func checkTracedRun(t *testing.T, col *collector, protocol, endpoint string) {
 		"SESSION_COOKIE":          "sid",
 		"LOG_LEVEL":               "info",
 	}))
+	// The feed's first resync drops the in-process cache, and with it the fill of a lookup
+	// that began before: the second request would then ask Redis, and the trace count differ.
+	awaitFeedRole(t, sc, seriesFeedHolder, 10*time.Second)
 	run := tracedRun{token: token}
 
 	req := newRequest(t, http.MethodGet, sc.URL+"/dashboard/private-path?tab=private-query", token, nil)

@@ -119,7 +119,7 @@ func New(o Options) *Handler {
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite:        h.rewrite,
 		Transport:      o.Transport,
-		BufferPool:     &bufferPool{},
+		BufferPool:     NewBufferPool(),
 		ModifyResponse: h.modifyResponse,
 		ErrorHandler:   h.upstreamError,
 		ErrorLog:       zap.NewStdLog(o.Logger.Named("reverseproxy")),
