@@ -159,9 +159,6 @@ func TestSeamsInvalidTokenFloodStopsAtTheBurst(t *testing.T) {
 	if open.queries < open.sent*9/10 || open.limited != 0 {
 		t.Errorf("without the limit: %d lookups for %d distinct tokens (%d limited), want one each", open.queries, open.sent, open.limited)
 	}
-	if open.queries < 5*limited.queries {
-		t.Errorf("the limit saved little: %d lookups with it, %d without", limited.queries, open.queries)
-	}
 	// The valid user during the limited flood, as ratios of its own baseline. The flood still
 	// shares two CPUs with the sidecar, Postgres, Redis and this test (and, in CI, other
 	// jobs), so it costs something; the bounds catch what a flood of lookups does to a

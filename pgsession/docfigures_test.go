@@ -24,6 +24,8 @@ func TestFeedFiguresAreTheDocumentedOnes(t *testing.T) {
 		{"the feed connection's TCP settings", deadPeerSQL,
 			"SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 1; SET tcp_user_timeout = 2000"},
 		{"a starting feed waits up to 2 s for its relay", relayGrace, 2 * time.Second},
+		{"a replica first found idle tries again after 2–4 s (idleFirstRetry plus up to as much)", idleFirstRetry, 2 * time.Second},
+		{"a feed backend notices its client left within a second", leftSessionCheck, "SET client_connection_check_interval = 1000"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)

@@ -39,6 +39,12 @@ func (r FeedRole) Listening() bool { return r == FeedSolo || r == FeedHolder }
 const deadPeerSQL = "SET tcp_keepalives_idle = 1; SET tcp_keepalives_interval = 1; " +
 	"SET tcp_keepalives_count = 1; SET tcp_user_timeout = 2000"
 
+// leftSessionCheck makes a backend waiting for the feed's lock notice within a second that
+// its client has left (PostgreSQL 14 and later). A cancelled wait closes the connection
+// without a cancel request, and without this the backend would go on waiting, holding the
+// standby slot, until it got the feed's lock and found nobody to tell.
+const leftSessionCheck = "SET client_connection_check_interval = 1000"
+
 // relayGrace is how long a starting feed waits for the relay (the cache's pub/sub) to come
 // up before it listens alone: a fleet that starts together then elects one holder instead
 // of every replica connecting and resyncing first.
@@ -56,7 +62,7 @@ func lockKeys(channel, group string) (feed, standby int64) {
 // runElected competes for the feed until ctx ends: it holds it, waits as the standby, or
 // stays idle until woken or its periodic try.
 func (l *listener) runElected(ctx context.Context) {
-	backoff := backoffInitial
+	backoff, triedAgain := backoffInitial, false
 	for {
 		l.setRole(FeedDisconnected)
 		connected, err := l.session(ctx, true)
@@ -66,8 +72,14 @@ func (l *listener) runElected(ctx context.Context) {
 		case errors.Is(err, errIdle):
 			l.setRole(FeedIdle)
 			backoff = backoffInitial
-			jitter := time.Duration(rand.Int64N(int64(idleRetry / 2)))
-			if !sleep(ctx, idleRetry/2+jitter, l.o.Wake) {
+			wait := idleRetry/2 + time.Duration(rand.Int64N(int64(idleRetry/2)))
+			if !triedAgain {
+				// The slots may be held by the sessions of a fleet that just switched
+				// modes, whose backends end a moment later (leftSessionCheck): one early
+				// try, so a fleet is not left without a holder until its periodic try.
+				wait, triedAgain = idleFirstRetry+time.Duration(rand.Int64N(int64(idleFirstRetry))), true
+			}
+			if !sleep(ctx, wait, l.o.Wake) {
 				return
 			}
 			// Woken: a slot is free. Spread the fleet's tries over half a second.
@@ -76,7 +88,7 @@ func (l *listener) runElected(ctx context.Context) {
 			}
 			continue
 		case connected:
-			backoff = backoffInitial
+			backoff, triedAgain = backoffInitial, false
 		}
 		l.log.Warn("change feed connection lost; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 		if !sleep(ctx, backoff, nil) {

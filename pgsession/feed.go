@@ -74,6 +74,9 @@ const (
 	// woken (a lost wake-up), jittered by up to half, so a fleet does not knock at once:
 	// with 1,000 replicas, 8 to 16 short connections a second to the primary.
 	idleRetry = 2 * time.Minute
+	// idleFirstRetry, jittered by up to itself, is when a replica first found idle tries
+	// again (runElected).
+	idleFirstRetry = 2 * time.Second
 )
 
 // FeedRole reports what the running Listen is doing.
@@ -210,6 +213,9 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	if _, err := conn.Exec(ctx, deadPeerSQL); err != nil {
 		// Only the takeover after a vanished host is slower without them.
 		l.log.Debug("cannot shorten the feed connection's TCP timeouts", zap.Error(err))
+	}
+	if _, err := conn.Exec(ctx, leftSessionCheck); err != nil {
+		l.log.Debug("cannot make the server check for a feed connection that left", zap.Error(err))
 	}
 	return conn, nil
 }
