@@ -3,7 +3,7 @@
 # installed when missing), starts (or installs) Redis and PostgreSQL and installs promtool if
 # needed, builds helm and kustomize once per machine (scripts/tools.sh; minutes, so never
 # inside a test's timeout), then checks formatting, go vet, staticcheck, runs every test with the race
-# detector, and runs each fuzz target for a few seconds (scripts/fuzz.sh). Each test creates
+# detector, and runs each fuzz target for a bounded number of inputs (scripts/fuzz.sh). Each test creates
 # its own database and Redis key prefix and removes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
