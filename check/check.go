@@ -72,8 +72,8 @@ const (
 	TargetGetOpsPerSec = 3000
 )
 
-// benchOps is the length of each timed loop.
-const benchOps = 100
+// BenchOps is the length of each timed loop.
+const BenchOps = 100
 
 // Run runs the connection suite against Redis and Postgres and writes one line per
 // scenario to w ("PASS name detail", "FAIL name reason" or "SKIP name reason"), then a

@@ -88,20 +88,30 @@ func TestCheckPassesAndLeavesNoKeys(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(checkScenarios, " ") {
 		t.Errorf("scenarios = %v, want %v", names, checkScenarios)
 	}
-	// Every scenario passes, the timed loops included: they are held to the seed's targets
-	// (> 2,000 SET/s, > 3,000 GET/s). Measured here with the race detector on and the
-	// machine's load average near 8: about 12,000 SET/s and 15,000 GET/s, and the check
-	// keeps the best of three 100-op runs, so a scheduler pause costs no verdict.
+	// Every scenario passes but the timed loops, which are held to the seed's targets
+	// (> 2,000 SET/s, > 3,000 GET/s): their verdict must agree with the rate they measured,
+	// and they must pass wherever this machine clearly can (testenv.HoldThroughput). A busy
+	// machine may miss a target, and then the check must fail that line.
+	failed := 0
 	for _, name := range checkScenarios {
 		if v := verdicts[name]; !strings.HasPrefix(v, "PASS ") {
-			t.Errorf("%s: %s", name, v)
+			failed++
+			if name != "redis.bench-set" && name != "redis.bench-get" {
+				t.Errorf("%s: %s", name, v)
+			}
 		}
 	}
-	if r.Passed != len(checkScenarios) || r.Failed != 0 || r.Skipped != 0 || !r.OK() ||
-		r.SetOpsPerSec <= check.TargetSetOpsPerSec || r.GetOpsPerSec <= check.TargetGetOpsPerSec {
-		t.Errorf("report = %+v, want every scenario passed and both loops above target", r)
+	ctx := context.Background()
+	testenv.HoldThroughput(t, "redis.bench-set", strings.HasPrefix(verdicts["redis.bench-set"], "PASS "), r.SetOpsPerSec,
+		check.TargetSetOpsPerSec, check.BenchOps, func() error { return f.rdb.Set(ctx, f.prefix+"calibrate", "v", time.Minute).Err() })
+	testenv.HoldThroughput(t, "redis.bench-get", strings.HasPrefix(verdicts["redis.bench-get"], "PASS "), r.GetOpsPerSec,
+		check.TargetGetOpsPerSec, check.BenchOps, func() error { return f.rdb.Get(ctx, f.prefix+"calibrate").Err() })
+	f.rdb.Del(ctx, f.prefix+"calibrate")
+	if r.Passed != len(checkScenarios)-failed || r.Failed != failed || r.Skipped != 0 || r.OK() != (failed == 0) ||
+		r.SetOpsPerSec == 0 || r.GetOpsPerSec == 0 {
+		t.Errorf("report = %+v, want %d passed, %d failed and both loops measured", r, len(checkScenarios)-failed, failed)
 	}
-	wantSummary := "check: " + strconv.Itoa(len(checkScenarios)) + " passed, 0 failed, 0 skipped; SET "
+	wantSummary := "check: " + strconv.Itoa(len(checkScenarios)-failed) + " passed, " + strconv.Itoa(failed) + " failed, 0 skipped; SET "
 	if !strings.HasPrefix(summary, wantSummary) || !strings.Contains(summary, "GET ") {
 		t.Errorf("summary = %q, want it to start %q and give GET ops/s", summary, wantSummary)
 	}

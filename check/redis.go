@@ -224,7 +224,7 @@ func (c *checker) pool(context.Context) (string, error) {
 }
 
 func (c *checker) benchSet(ctx context.Context) (string, error) {
-	keys := make([]string, benchOps)
+	keys := make([]string, BenchOps)
 	for i := range keys {
 		keys[i] = c.key("bench:" + strconv.Itoa(i))
 	}
@@ -245,18 +245,18 @@ func (c *checker) benchGet(ctx context.Context) (string, error) {
 // says nothing about Redis. The best run counts, as in any benchmark.
 const benchRuns = 3
 
-// bench runs op benchOps times, one after the other, and returns the best rate in operations
+// bench runs op BenchOps times, one after the other, and returns the best rate in operations
 // per second of up to benchRuns runs, stopping at the first that beats target.
 func bench(target int, op func(i int) error) (best float64, runs int, err error) {
 	for runs < benchRuns && best <= float64(target) {
 		runs++
 		start := time.Now()
-		for i := range benchOps {
+		for i := range BenchOps {
 			if err := op(i); err != nil {
 				return 0, runs, err
 			}
 		}
-		best = max(best, benchOps/time.Since(start).Seconds())
+		best = max(best, BenchOps/time.Since(start).Seconds())
 	}
 	return best, runs, nil
 }
@@ -265,7 +265,7 @@ func throughput(cmd string, rate float64, runs, target int, err error) (string, 
 	if err != nil {
 		return "", err
 	}
-	detail := fmt.Sprintf("%d %ss: %.0f ops/s (target > %d)", benchOps, cmd, rate, target)
+	detail := fmt.Sprintf("%d %ss: %.0f ops/s (target > %d)", BenchOps, cmd, rate, target)
 	if runs > 1 {
 		detail += fmt.Sprintf(", best of %d runs", runs)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,21 +42,46 @@ func runPlainCheck(t *testing.T, env map[string]string) (code int, stdout, stder
 	return code, out.String(), errOut.String()
 }
 
+// benchLine is a timed loop's line: its verdict, name and rate.
+var benchLine = regexp.MustCompile(`^(PASS|FAIL) (redis\.bench-(?:set|get)) (?:too slow: )?100 (?:SET|GET)s: (\d+) ops/s`)
+
 func TestCheckCommandPassesAgainstRealStoresAndLeavesNoKeys(t *testing.T) {
 	st := newStack(t)
 	code, stdout, stderr := runPlainCheck(t, st.env("", nil))
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	// Every line passes, the throughput lines included: a production build is held to the
-	// seed's targets (> 2,000 SET/s, > 3,000 GET/s), which it beats several times over.
+	// Every line passes but the timed loops, held to the seed's targets (> 2,000 SET/s,
+	// > 3,000 GET/s): a production build beats them several times over on an idle machine,
+	// and testenv.HoldThroughput makes each line's verdict agree with its rate and pass
+	// wherever this machine clearly can. The exit code and summary follow the lines.
+	ctx := context.Background()
+	calibrate := map[string]func() error{
+		"redis.bench-set": func() error { return st.rdb.Set(ctx, st.prefix+"calibrate", "v", time.Minute).Err() },
+		"redis.bench-get": func() error { return st.rdb.Get(ctx, st.prefix+"calibrate").Err() },
+	}
+	target := map[string]float64{"redis.bench-set": 2000, "redis.bench-get": 3000} // as the README states them
+	failed, timed := 0, 0
 	for _, l := range lines[:len(lines)-1] {
+		if m := benchLine.FindStringSubmatch(l); m != nil {
+			timed++
+			rate, _ := strconv.ParseFloat(m[3], 64)
+			testenv.HoldThroughput(t, m[2], m[1] == "PASS", rate, target[m[2]], 100, calibrate[m[2]])
+			if m[1] == "FAIL" {
+				failed++
+			}
+			continue
+		}
 		if !strings.HasPrefix(l, "PASS ") {
 			t.Errorf("not a PASS line: %q", l)
 		}
 	}
-	if code != 0 {
-		t.Fatalf("check exited %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	st.rdb.Del(ctx, st.prefix+"calibrate")
+	if timed != 2 {
+		t.Errorf("%d timed loop lines, want redis.bench-set and redis.bench-get:\n%s", timed, stdout)
 	}
-	wantSummary := "check: 24 passed, 0 failed, 0 skipped; SET "
+	if want := min(failed, 1); code != want {
+		t.Fatalf("check exited %d with %d failed lines, want %d\nstdout:\n%s\nstderr:\n%s", code, failed, want, stdout, stderr)
+	}
+	wantSummary := "check: " + strconv.Itoa(24-failed) + " passed, " + strconv.Itoa(failed) + " failed, 0 skipped; SET "
 	if summary := lines[len(lines)-1]; !strings.HasPrefix(summary, wantSummary) {
 		t.Errorf("summary = %q, want it to start %q", summary, wantSummary)
 	}
