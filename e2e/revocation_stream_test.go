@@ -78,7 +78,9 @@ func (e *rvEnv) closeBound(t *testing.T) time.Duration {
 
 // listenConnectionTerminated revokes a session while both feed connections (the holder's and
 // the standby's) are gone: the revocation commits after the backends were terminated, so no
-// notification carries it; only the takeover's resync does.
+// notification carries it; only the takeover's resync does. No notification means no
+// one-second promise: the SPEC's bound is the takeover's, 3 s, with nothing lost (measured
+// idle: about 230 ms; with two busy-loop burners: 1.25 s, most of it the reconnect).
 func (e *rvEnv) listenConnectionTerminated(t *testing.T) {
 	away, awayHash, _ := e.session(t, testenv.SessionSpec{})
 	after, afterHash, _ := e.session(t, testenv.SessionSpec{})
@@ -91,7 +93,7 @@ func (e *rvEnv) listenConnectionTerminated(t *testing.T) {
 	}
 	start := time.Now()
 	e.revokeAndTerminateListeners(t, awayHash, old)
-	rvReport(t, "RevokedWhileDisconnected", e.untilDenied(t, start, away))
+	rvReport(t, "RevokedWhileDisconnected", e.untilDeniedWithin(t, start, away, rvResync))
 
 	e.awaitListeners(t, old, 2)
 	// The replica that holds the feed now resynced (the other waits as the standby); the
